@@ -29,6 +29,7 @@ from carealign.errors import CarealignError, DataError
 from carealign.generate import GenerationConfig, load_generator
 from carealign.io import append_jsonl, read_jsonl, write_json_atomic, write_jsonl_atomic
 from carealign.judge import Judge, JudgeItem, make_judge
+from carealign.judge.registry import check_judge_spec
 from carealign.manifest import Manifest, sha256_json
 from carealign.progress import stage_progress
 from carealign.score import SafetyPolicy, compute_metrics, load_policy
@@ -134,6 +135,8 @@ def evaluate(
     t0 = time.perf_counter()
     out = Path(out_dir)
     policy = load_policy(config.policy)
+    if judge is None:
+        check_judge_spec(config.judge)
     gen_cfg = config.generation()
     split = config.split or ("test" if config.prompts in ("sample", "cares") else None)
     records = load_prompts(config.prompts, split, limit=config.limit)
@@ -264,7 +267,7 @@ def _fmt(metrics: dict[str, Any], name: str) -> str:
     if value is None:
         return "-"
     ci = metrics.get(f"{name}_ci")
-    return f"{value:.3f} [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else f"{value:.3f}"
+    return f"{value:.2f} ({ci[0]:.2f}-{ci[1]:.2f})" if ci else f"{value:.2f}"
 
 
 def print_summary(metrics: dict[str, Any], *, console: Console | None = None, title: str | None = None) -> None:
@@ -297,7 +300,12 @@ def print_summary(metrics: dict[str, Any], *, console: Console | None = None, ti
 
     add("all", metrics)
     for level, m in metrics.get("by_harm_level", {}).items():
-        add(f"harm level {level}", m)
+        add(f"level {level}", m)
     console.print(table)
     counts = metrics.get("verdict_counts", {})
     console.print("verdicts: " + ", ".join(f"{v} {counts.get(v, 0)}" for v in (x.value for x in Verdict)))
+    console.print(
+        "safety = mean Safety Score; refusal 2-3 = harmful refusal rate; refusal 0 = erroneous refusal rate; "
+        "caution 0 = over-caution rate; (95% bootstrap interval)",
+        style="dim",
+    )

@@ -34,7 +34,7 @@ def user_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except CarealignError as exc:
-            console.print(f"[bold red]error:[/] {exc}", highlight=False)
+            console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             console.print("[yellow]interrupted; finished stages are saved, run the same command to resume[/]")

@@ -21,6 +21,14 @@ from carealign.judge.rules import RulesJudge
 JUDGE_SPECS = ("rules", "llm", "self", "llm:MODEL")
 
 
+def check_judge_spec(spec: str) -> None:
+    """Raise :class:`JudgeError` for a judge spec that no factory knows (before loading models)."""
+    spec = spec.strip()
+    if spec in ("rules", "llm", "self") or (spec.startswith("llm:") and len(spec) > 4):
+        return
+    raise JudgeError(f"unknown judge {spec!r}; expected one of {', '.join(JUDGE_SPECS)}")
+
+
 def make_judge(spec: str, *, policy: Any | None = None, **model_kwargs: Any) -> Judge:
     """A judge for ``spec``; ``policy`` is the generator being judged (used by self-judging)."""
     spec = spec.strip()
