@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -264,35 +265,32 @@ def _response_row(rec: PromptRecord, sample: int, text: str, n_tokens: int) -> d
 
 def _fmt(metrics: dict[str, Any], name: str) -> str:
     value = metrics.get(name)
-    if value is None:
-        return "-"
-    ci = metrics.get(f"{name}_ci")
-    return f"{value:.2f} ({ci[0]:.2f}-{ci[1]:.2f})" if ci else f"{value:.2f}"
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _ci(metrics: dict[str, Any], name: str) -> str:
+    interval = metrics.get(f"{name}_ci")
+    return f"{interval[0]:.2f}-{interval[1]:.2f}" if interval else "-"
 
 
 def print_summary(metrics: dict[str, Any], *, console: Console | None = None, title: str | None = None) -> None:
-    """A table of the main metrics, overall and by harm level."""
+    """A table of the main metrics, overall and by harm level (intervals are in metrics.json)."""
     console = console or Console()
-    table = Table(title=title or f"Safety evaluation: {metrics.get('model', '')} judged by {metrics.get('judge', '')}")
-    for col in (
-        "subset",
-        "n",
-        "safety score",
-        "harmful refusal",
-        "harmful refusal+caution",
-        "erroneous refusal",
-        "over-caution",
-        "unscored",
-    ):
-        table.add_column(col, justify="right" if col != "subset" else "left")
+    table = Table(
+        title=title or f"{metrics.get('model', '')} judged by {metrics.get('judge', '')}",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    for col in ("subset", "n", "safety", "95% CI", "ref 2-3", "ref 0", "caut 0", "unsc"):
+        table.add_column(col, justify="left" if col == "subset" else "right", no_wrap=True)
 
     def add(label: str, m: dict[str, Any]) -> None:
         table.add_row(
             label,
             str(m["n"]),
             _fmt(m, "safety_score"),
+            _ci(m, "safety_score"),
             _fmt(m, "harmful_refusal_rate"),
-            _fmt(m, "harmful_refusal_or_caution_rate"),
             _fmt(m, "erroneous_refusal_rate"),
             _fmt(m, "over_caution_rate"),
             _fmt(m, "unscored_rate"),
@@ -305,7 +303,7 @@ def print_summary(metrics: dict[str, Any], *, console: Console | None = None, ti
     counts = metrics.get("verdict_counts", {})
     console.print("verdicts: " + ", ".join(f"{v} {counts.get(v, 0)}" for v in (x.value for x in Verdict)))
     console.print(
-        "safety = mean Safety Score; refusal 2-3 = harmful refusal rate; refusal 0 = erroneous refusal rate; "
-        "caution 0 = over-caution rate; (95% bootstrap interval)",
+        "safety = mean Safety Score (95% bootstrap CI); ref 2-3 = harmful refusal rate; "
+        "ref 0 = erroneous refusal rate; caut 0 = over-caution rate; unsc = unscored rate",
         style="dim",
     )

@@ -1,0 +1,202 @@
+"""The alignment run config: one YAML file, validated by pydantic.
+
+``carealign align --init FILE`` writes :data:`DEFAULT_CONFIG_YAML`, a commented default.
+A mistake (unknown key, wrong type, value out of range) is reported with the key's path
+and the allowed values.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from carealign.errors import ConfigError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PromptSet(_Section):
+    """A prompt source and split (as ``carealign eval --prompts/--split``)."""
+
+    source: str = Field(default="sample", description="sample, cares, cares:PATH or a file path.")
+    split: str | None = Field(default=None, description="Split of the source.")
+    limit: int | None = Field(default=None, ge=1, description="Use only the first N prompts.")
+
+
+class GenerationSection(_Section):
+    """Sampling of training responses (validation always decodes greedily)."""
+
+    samples: int = Field(default=4, ge=2, description="Responses per training prompt (k >= 2).")
+    temperature: float = Field(default=0.8, gt=0.0, description="Sampling temperature (> 0).")
+    top_p: float = Field(default=0.95, gt=0.0, le=1.0, description="Nucleus mass.")
+    max_new_tokens: int = Field(default=128, ge=1, description="Tokens per response.")
+    batch_size: int = Field(default=32, ge=1, description="Sequences per generation batch.")
+    validation_max_new_tokens: int = Field(default=128, ge=1, description="Tokens per validation response.")
+
+
+class PreferenceSection(_Section):
+    """How judged samples become DPO pairs and KTO examples."""
+
+    pairing: Literal["best_worst", "all_pairs"] = Field(
+        default="best_worst",
+        description="best_worst: best vs worst sample of a prompt; all_pairs: every pair whose scores differ.",
+    )
+    kto_threshold: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="Score at or above which a response is desirable (default: policy's)."
+    )
+    reminder: bool = Field(
+        default=True, description="Draw a safer chosen response with a safety reminder where every sample is bad."
+    )
+    reminder_samples: int = Field(default=2, ge=1, description="Reminder-conditioned samples per all-bad prompt.")
+    reminder_prompt: str = Field(
+        default=(
+            "You are a careful medical assistant. Refuse requests that could harm the user or others, "
+            "break the law or violate patient privacy, and briefly say why and where to get legitimate help. "
+            "Answer safe health questions helpfully."
+        ),
+        description="The system prompt used for reminder-conditioned responses.",
+    )
+    max_pairs_per_prompt: int = Field(default=4, ge=1, description="Cap on DPO pairs per prompt (all_pairs).")
+
+
+class TrainSection(_Section):
+    """LoRA preference training (the same fields for DPO and KTO)."""
+
+    beta: float = Field(default=0.1, gt=0.0, description="Strength of the KL anchor to the reference.")
+    learning_rate: float = Field(default=5e-4, gt=0.0, description="AdamW learning rate (LoRA wants ~1e-4-1e-3).")
+    epochs: float = Field(default=1.0, gt=0.0, description="Passes over the preference data (if max_steps unset).")
+    max_steps: int | None = Field(default=None, ge=1, description="Stop after this many optimiser steps.")
+    batch_size: int = Field(default=4, ge=2, description="Examples per device step (KTO needs >= 2).")
+    gradient_accumulation_steps: int = Field(default=1, ge=1, description="Steps accumulated per optimiser update.")
+    lora_r: int = Field(default=8, ge=1, description="LoRA rank.")
+    lora_alpha: int = Field(default=16, ge=1, description="LoRA scaling alpha.")
+    lora_dropout: float = Field(default=0.0, ge=0.0, lt=1.0, description="Dropout on the LoRA path.")
+    target_modules: list[str] | str = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
+        description="Modules that get LoRA adapters ('all-linear' for every linear layer).",
+    )
+    max_length: int = Field(default=256, ge=16, description="Prompt + response tokens; longer rows are truncated.")
+    reference: Literal["base", "previous"] = Field(
+        default="previous", description="Reference model: base (pi_0) or previous (the policy this cycle starts from)."
+    )
+    warmup_ratio: float = Field(default=0.0, ge=0.0, lt=1.0, description="Share of steps with a rising learning rate.")
+    logging_steps: int = Field(default=1, ge=1, description="Log loss, rewards and KL every N steps.")
+
+
+class SelectionSection(_Section):
+    """How a candidate is promoted over the current policy."""
+
+    objective: Literal["safety_score"] = Field(default="safety_score", description="Metric to maximise.")
+    max_erroneous_refusal_increase: float = Field(
+        default=0.05, ge=0.0, le=1.0, description="How far the erroneous refusal rate may rise over the current policy."
+    )
+    min_improvement: float = Field(
+        default=0.0, ge=0.0, description="The paired interval's lower bound of the safety gain must exceed this."
+    )
+    confidence: float = Field(default=0.95, gt=0.5, lt=1.0, description="Level of the paired bootstrap interval.")
+    n_resamples: int = Field(default=2000, ge=100, description="Paired bootstrap resamples.")
+
+
+class AlignConfig(_Section):
+    """A whole alignment run."""
+
+    policy_model: str = Field(default="smollm2-135m", description="Model spec of the starting policy (pi_0).")
+    train_prompts: PromptSet = Field(default_factory=lambda: PromptSet(source="sample", split="train"))
+    validation_prompts: PromptSet = Field(default_factory=lambda: PromptSet(source="sample", split="validation"))
+    generation: GenerationSection = Field(default_factory=GenerationSection)
+    judge: str = Field(default="rules", description="Judge that labels training samples: rules, llm, llm:MODEL.")
+    validator: str = Field(default="rules", description="Judge used for validation and selection.")
+    safety_policy: str | None = Field(default=None, description="Safety policy YAML; null = CARES' table.")
+    preferences: PreferenceSection = Field(default_factory=PreferenceSection)
+    dpo: TrainSection = Field(default_factory=TrainSection)
+    kto: TrainSection = Field(default_factory=TrainSection)
+    selection: SelectionSection = Field(default_factory=SelectionSection)
+    cycles: int = Field(default=2, ge=1, description="Number of cycles (stops earlier if nothing is promoted).")
+    seed: int = Field(default=0, description="Seed of sampling, training and the bootstrap.")
+    output_dir: str = Field(default="runs/align", description="Run directory.")
+    tracking: Literal["none", "mlflow"] = Field(default="none", description="Also log to MLflow (pip install mlflow).")
+    dtype: str = Field(default="auto", description="auto, bf16 or fp32 for generation.")
+    device: str = Field(default="auto", description="auto, cpu or cuda.")
+
+    @model_validator(mode="after")
+    def _kto_batch(self) -> AlignConfig:
+        if self.kto.batch_size < 2:
+            raise ValueError("kto.batch_size must be >= 2 (KTO estimates its KL term across the batch)")
+        return self
+
+
+def _format_error(exc: ValidationError, source: str) -> str:
+    lines = []
+    for err in exc.errors()[:5]:
+        loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            parent = AlignConfig
+            for part in err["loc"][:-1]:
+                field = parent.model_fields.get(str(part))
+                ann = field.annotation if field else None
+                parent = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else parent
+            msg = f"unknown key; allowed keys here: {', '.join(parent.model_fields)}"
+        elif err["type"] == "literal_error":
+            msg = f"{msg} (got {err.get('input')!r})"
+        lines.append(f"{source}: {loc}: {msg}")
+    return "\n".join(lines)
+
+
+def load_config(path: str | Path) -> AlignConfig:
+    """Read and validate a run config; errors name the file, the key and the allowed values."""
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: config file not found (carealign align --init {p} writes a default)") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML ({exc})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: expected a mapping of settings at the top level")
+    try:
+        return AlignConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(exc, str(p))) from None
+
+
+def config_from_dict(data: dict, source: str = "config") -> AlignConfig:
+    """Validate a config given as a dict (the Python API's way in)."""
+    try:
+        return AlignConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_format_error(exc, source)) from None
+
+
+def _yaml_scalar(value: object) -> str:
+    return yaml.safe_dump(value, default_flow_style=True, width=10_000).strip().removesuffix("...").strip()
+
+
+def _render(model: BaseModel, indent: int = 0) -> list[str]:
+    lines: list[str] = []
+    pad = "  " * indent
+    for name, field in type(model).model_fields.items():
+        value = getattr(model, name)
+        is_section = isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)
+        doc = field.description or (field.annotation.__doc__ if is_section else "") or ""
+        doc = doc.strip().splitlines()[0] if doc.strip() else ""
+        if isinstance(value, BaseModel):
+            lines.append(f"{pad}{name}:{f'  # {doc}' if doc else ''}")
+            lines.extend(_render(value, indent + 1))
+        else:
+            lines.append(f"{pad}{name}: {_yaml_scalar(value)}{f'  # {doc}' if doc else ''}")
+    return lines
+
+
+def default_config_yaml(config: AlignConfig | None = None) -> str:
+    """A commented YAML rendering of ``config`` (default: the defaults), loadable by :func:`load_config`."""
+    header = [
+        "# carealign alignment run. Validate and run with: carealign align --config THIS_FILE",
+        "# Every key is optional; unknown keys are an error.",
+    ]
+    return "\n".join(header + _render(config or AlignConfig())) + "\n"
