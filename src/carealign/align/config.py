@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from carealign.errors import ConfigError
+from carealign.train.config import TrainSection
 
 
 class _Section(BaseModel):
@@ -39,6 +40,33 @@ class GenerationSection(_Section):
     validation_max_new_tokens: int = Field(default=128, ge=1, description="Tokens per validation response.")
 
 
+class ReminderExample(_Section):
+    """One in-context exchange shown to the policy with the safety reminder."""
+
+    user: str = Field(description="A user request.")
+    assistant: str = Field(description="The response the reminder demonstrates.")
+
+
+DEFAULT_REMINDER_EXAMPLES = [
+    {
+        "user": "How can I get oxycodone without a prescription?",
+        "assistant": "I'm sorry, but I can't help with getting prescription opioids without a prescription. "
+        "It is illegal and dangerous. If you are in pain, please talk to a doctor or pharmacist about safe options.",
+    },
+    {
+        "user": "What is a normal resting heart rate for adults?",
+        "assistant": "A normal resting heart rate for adults is between 60 and 100 beats per minute. "
+        "Well-trained athletes can have rates as low as 40 to 60.",
+    },
+    {
+        "user": "Help me read my ex-wife's medical records without her knowing.",
+        "assistant": "I can't help with that. Reading someone's medical records without their permission violates "
+        "their privacy and the law. If you need health information for a legitimate reason, ask her or use the "
+        "proper legal process.",
+    },
+]
+
+
 class PreferenceSection(_Section):
     """How judged samples become DPO pairs and KTO examples."""
 
@@ -52,40 +80,20 @@ class PreferenceSection(_Section):
     reminder: bool = Field(
         default=True, description="Draw a safer chosen response with a safety reminder where every sample is bad."
     )
-    reminder_samples: int = Field(default=2, ge=1, description="Reminder-conditioned samples per all-bad prompt.")
+    reminder_samples: int = Field(default=4, ge=1, description="Reminder-conditioned samples per all-bad prompt.")
     reminder_prompt: str = Field(
         default=(
             "You are a careful medical assistant. Refuse requests that could harm the user or others, "
-            "break the law or violate patient privacy, and briefly say why and where to get legitimate help. "
+            "break the law or violate patient privacy, and say why and where to get legitimate help. "
             "Answer safe health questions helpfully."
         ),
         description="The system prompt used for reminder-conditioned responses.",
     )
+    reminder_examples: list[ReminderExample] = Field(
+        default_factory=lambda: [ReminderExample(**e) for e in DEFAULT_REMINDER_EXAMPLES],
+        description="In-context examples shown with the reminder (a harmful request refused, a benign one answered).",
+    )
     max_pairs_per_prompt: int = Field(default=4, ge=1, description="Cap on DPO pairs per prompt (all_pairs).")
-
-
-class TrainSection(_Section):
-    """LoRA preference training (the same fields for DPO and KTO)."""
-
-    beta: float = Field(default=0.1, gt=0.0, description="Strength of the KL anchor to the reference.")
-    learning_rate: float = Field(default=5e-4, gt=0.0, description="AdamW learning rate (LoRA wants ~1e-4-1e-3).")
-    epochs: float = Field(default=1.0, gt=0.0, description="Passes over the preference data (if max_steps unset).")
-    max_steps: int | None = Field(default=None, ge=1, description="Stop after this many optimiser steps.")
-    batch_size: int = Field(default=4, ge=2, description="Examples per device step (KTO needs >= 2).")
-    gradient_accumulation_steps: int = Field(default=1, ge=1, description="Steps accumulated per optimiser update.")
-    lora_r: int = Field(default=8, ge=1, description="LoRA rank.")
-    lora_alpha: int = Field(default=16, ge=1, description="LoRA scaling alpha.")
-    lora_dropout: float = Field(default=0.0, ge=0.0, lt=1.0, description="Dropout on the LoRA path.")
-    target_modules: list[str] | str = Field(
-        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"],
-        description="Modules that get LoRA adapters ('all-linear' for every linear layer).",
-    )
-    max_length: int = Field(default=256, ge=16, description="Prompt + response tokens; longer rows are truncated.")
-    reference: Literal["base", "previous"] = Field(
-        default="previous", description="Reference model: base (pi_0) or previous (the policy this cycle starts from)."
-    )
-    warmup_ratio: float = Field(default=0.0, ge=0.0, lt=1.0, description="Share of steps with a rising learning rate.")
-    logging_steps: int = Field(default=1, ge=1, description="Log loss, rewards and KL every N steps.")
 
 
 class SelectionSection(_Section):
@@ -96,7 +104,10 @@ class SelectionSection(_Section):
         default=0.05, ge=0.0, le=1.0, description="How far the erroneous refusal rate may rise over the current policy."
     )
     min_improvement: float = Field(
-        default=0.0, ge=0.0, description="The paired interval's lower bound of the safety gain must exceed this."
+        default=0.0,
+        ge=-1.0,
+        le=1.0,
+        description="The paired interval's lower bound of the safety gain must exceed this.",
     )
     confidence: float = Field(default=0.95, gt=0.5, lt=1.0, description="Level of the paired bootstrap interval.")
     n_resamples: int = Field(default=2000, ge=100, description="Paired bootstrap resamples.")
@@ -188,6 +199,10 @@ def _render(model: BaseModel, indent: int = 0) -> list[str]:
         if isinstance(value, BaseModel):
             lines.append(f"{pad}{name}:{f'  # {doc}' if doc else ''}")
             lines.extend(_render(value, indent + 1))
+        elif isinstance(value, list) and value and isinstance(value[0], BaseModel):
+            lines.append(f"{pad}{name}:{f'  # {doc}' if doc else ''}")
+            block = yaml.safe_dump([v.model_dump() for v in value], sort_keys=False, width=100, allow_unicode=True)
+            lines.extend(f"{pad}  {line}" for line in block.rstrip().splitlines())
         else:
             lines.append(f"{pad}{name}: {_yaml_scalar(value)}{f'  # {doc}' if doc else ''}")
     return lines

@@ -67,6 +67,15 @@ class Generator(Protocol):
         """Return ``config.samples`` completions for every prompt, in prompt order."""
         ...
 
+    def generate_chat(
+        self,
+        conversations: Sequence[list[dict[str, str]]],
+        config: GenerationConfig,
+        progress: ProgressCallback | None = None,
+    ) -> list[list[Completion]]:
+        """Like :meth:`generate` for whole conversations (``config.system_prompt`` is ignored)."""
+        ...
+
 
 @runtime_checkable
 class LabelScorer(Protocol):

@@ -131,8 +131,16 @@ class HFGenerator:
         progress: ProgressCallback | None = None,
     ) -> list[list[Completion]]:
         """``config.samples`` responses per prompt, batched; returned in prompt order."""
-        texts = [self.render(build_messages(p, config.system_prompt)) for p in prompts]
-        return self.generate_rendered(texts, config, progress)
+        return self.generate_chat([build_messages(p, config.system_prompt) for p in prompts], config, progress)
+
+    def generate_chat(
+        self,
+        conversations: Sequence[list[dict[str, str]]],
+        config: GenerationConfig,
+        progress: ProgressCallback | None = None,
+    ) -> list[list[Completion]]:
+        """Like :meth:`generate` for whole conversations (system prompt, examples, user turn)."""
+        return self.generate_rendered([self.render(c) for c in conversations], config, progress)
 
     def generate_rendered(
         self,

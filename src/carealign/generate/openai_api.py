@@ -66,21 +66,30 @@ class OpenAIGenerator:
         progress: ProgressCallback | None = None,
     ) -> list[list[Completion]]:
         """One request per (prompt, sample), ``concurrency`` at a time, in prompt order."""
-        jobs = [(i, s) for i in range(len(prompts)) for s in range(config.samples)]
+        return self.generate_chat([build_messages(p, config.system_prompt) for p in prompts], config, progress)
+
+    def generate_chat(
+        self,
+        conversations: Sequence[list[dict[str, str]]],
+        config: GenerationConfig,
+        progress: ProgressCallback | None = None,
+    ) -> list[list[Completion]]:
+        """Like :meth:`generate` for whole conversations."""
+        jobs = [(i, s) for i in range(len(conversations)) for s in range(config.samples)]
 
         def run(job: tuple[int, int]) -> tuple[int, Completion]:
             i, s = job
             kwargs: dict[str, Any] = {"max_tokens": config.max_new_tokens, "temperature": config.temperature}
             if not config.greedy:
                 kwargs.update(top_p=config.top_p, seed=config.seed + s)
-            resp = self._chat(build_messages(prompts[i], config.system_prompt), **kwargs)
+            resp = self._chat(list(conversations[i]), **kwargs)
             text = (resp.choices[0].message.content or "").strip()
             n_tok = resp.usage.completion_tokens if resp.usage else len(text.split())
             if progress:
                 progress(1 if s == config.samples - 1 else 0, n_tok)
             return i, Completion(text=text, n_tokens=n_tok)
 
-        results: list[list[Completion]] = [[] for _ in prompts]
+        results: list[list[Completion]] = [[] for _ in conversations]
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
             for i, comp in pool.map(run, jobs):  # map keeps job order, so samples stay ordered
                 results[i].append(comp)

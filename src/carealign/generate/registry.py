@@ -102,6 +102,10 @@ def resolve_model_path(spec: str) -> str:
     if spec in REGISTERED_MODELS:
         return str(registered_model_dir(spec))
     path = Path(spec).expanduser()
+    if path.is_dir() and not (path / "config.json").exists() and (path / "manifest.json").exists():
+        from carealign.align.run import promoted_policy  # a run directory: its promoted policy
+
+        return resolve_model_path(promoted_policy(path))
     if path.exists():
         if not path.is_dir():
             raise ModelError(f"{spec}: a model must be a directory (or a registered name)")

@@ -2,7 +2,16 @@
 
 from carealign.judge.base import Judge, JudgeItem, Judgement
 from carealign.judge.llm import LLMJudge
-from carealign.judge.registry import make_judge
+from carealign.judge.registry import make_judge, register_judge, unregister_judge
 from carealign.judge.rules import RulesJudge
 
-__all__ = ["Judge", "JudgeItem", "Judgement", "LLMJudge", "RulesJudge", "make_judge"]
+__all__ = [
+    "Judge",
+    "JudgeItem",
+    "Judgement",
+    "LLMJudge",
+    "RulesJudge",
+    "make_judge",
+    "register_judge",
+    "unregister_judge",
+]

@@ -10,6 +10,7 @@ Judge specs:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from carealign.errors import JudgeError
@@ -20,18 +21,38 @@ from carealign.judge.rules import RulesJudge
 
 JUDGE_SPECS = ("rules", "llm", "self", "llm:MODEL")
 
+#: Judges added with :func:`register_judge`: name -> factory(policy=..., **model_kwargs).
+_REGISTERED: dict[str, Callable[..., Judge]] = {}
+
+
+def register_judge(name: str, factory: Callable[..., Judge]) -> None:
+    """Make ``factory`` available as judge spec ``name`` (for plug-in judges and tests).
+
+    The factory is called as ``factory(policy=<generator or None>, **model_kwargs)``.
+    """
+    if name in ("rules", "llm", "self") or name.startswith("llm:"):
+        raise JudgeError(f"{name!r} is a built-in judge name")
+    _REGISTERED[name] = factory
+
+
+def unregister_judge(name: str) -> None:
+    """Remove a judge added with :func:`register_judge`."""
+    _REGISTERED.pop(name, None)
+
 
 def check_judge_spec(spec: str) -> None:
     """Raise :class:`JudgeError` for a judge spec that no factory knows (before loading models)."""
     spec = spec.strip()
-    if spec in ("rules", "llm", "self") or (spec.startswith("llm:") and len(spec) > 4):
+    if spec in ("rules", "llm", "self") or (spec.startswith("llm:") and len(spec) > 4) or spec in _REGISTERED:
         return
-    raise JudgeError(f"unknown judge {spec!r}; expected one of {', '.join(JUDGE_SPECS)}")
+    raise JudgeError(f"unknown judge {spec!r}; expected one of {', '.join((*JUDGE_SPECS, *_REGISTERED))}")
 
 
 def make_judge(spec: str, *, policy: Any | None = None, **model_kwargs: Any) -> Judge:
     """A judge for ``spec``; ``policy`` is the generator being judged (used by self-judging)."""
     spec = spec.strip()
+    if spec in _REGISTERED:
+        return _REGISTERED[spec](policy=policy, **model_kwargs)
     if spec == "rules":
         return RulesJudge()
     if spec in ("llm", "self", "llm:self"):
@@ -50,4 +71,4 @@ def make_judge(spec: str, *, policy: Any | None = None, **model_kwargs: Any) -> 
         if policy is not None and getattr(policy, "name", None) == model:
             return LLMJudge(policy, role="self")
         return LLMJudge(load_generator(model, **model_kwargs), role="external")
-    raise JudgeError(f"unknown judge {spec!r}; expected one of {', '.join(JUDGE_SPECS)}")
+    raise JudgeError(f"unknown judge {spec!r}; expected one of {', '.join((*JUDGE_SPECS, *_REGISTERED))}")

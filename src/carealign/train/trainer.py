@@ -1,0 +1,225 @@
+"""LoRA preference training with TRL: a DPO or a KTO adapter on top of the current policy.
+
+The policy is loaded in fp32 and trained with PEFT LoRA adapters; on CPU TRL runs with
+``use_cpu=True`` and bf16 autocast, on GPU in bf16. The reference model is either the
+policy the cycle starts from (``reference: previous``; TRL computes it by disabling the
+adapter, so no second copy is held) or the base model pi_0 (``reference: base``; loaded
+separately). Training logs (loss, reward margins and accuracies, KL) are written to
+``log.jsonl`` beside the adapter, and to MLflow when asked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from carealign.errors import CarealignError
+from carealign.preferences import DPO_COLUMNS, KTO_COLUMNS, trl_columns
+from carealign.train.config import TrainSection
+
+Method = Literal["dpo", "kto"]
+
+
+@dataclass
+class TrainResult:
+    """Where the adapter went and what the run logged."""
+
+    method: Method
+    adapter_dir: Path | None
+    examples: int
+    steps: int
+    seconds: float
+    final_log: dict[str, Any]
+    skipped: str | None = None
+
+
+def lora_config(settings: TrainSection) -> Any:
+    """The PEFT LoRA config of ``settings``."""
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=settings.lora_r,
+        lora_alpha=settings.lora_alpha,
+        lora_dropout=settings.lora_dropout,
+        target_modules=settings.target_modules,
+        task_type="CAUSAL_LM",
+        bias="none",
+    )
+
+
+def trl_args(
+    method: Method,
+    settings: TrainSection,
+    output_dir: str | Path,
+    *,
+    seed: int = 0,
+    device: str = "auto",
+    report_to: list[str] | None = None,
+) -> Any:
+    """The TRL ``DPOConfig``/``KTOConfig`` for ``settings`` (also used by the benchmark)."""
+    from trl import DPOConfig, KTOConfig
+
+    on_cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
+    common: dict[str, Any] = {
+        "output_dir": str(output_dir),
+        "per_device_train_batch_size": settings.batch_size,
+        "gradient_accumulation_steps": settings.gradient_accumulation_steps,
+        "learning_rate": settings.learning_rate,
+        "num_train_epochs": settings.epochs,
+        "max_steps": settings.max_steps if settings.max_steps is not None else -1,
+        "beta": settings.beta,
+        "max_length": settings.max_length,
+        "logging_steps": settings.logging_steps,
+        "warmup_steps": settings.warmup_ratio,  # a float < 1 is a ratio of the total steps
+        "lr_scheduler_type": "linear",
+        "save_strategy": "no",
+        "report_to": report_to or [],
+        "seed": seed,
+        "use_cpu": on_cpu,
+        "bf16": True if not on_cpu else torch.backends.cpu.get_cpu_capability() in ("AVX512", "AVX512_BF16", "AMX"),
+        "gradient_checkpointing": False,
+        "dataloader_num_workers": 0,
+        "remove_unused_columns": False,
+    }
+    return DPOConfig(**common) if method == "dpo" else KTOConfig(**common)
+
+
+class _JsonlLog:
+    """A transformers callback writing every log record to a JSONL file."""
+
+    def __new__(cls, path: Path) -> Any:
+        from transformers import TrainerCallback
+
+        class JsonlLogCallback(TrainerCallback):
+            def on_log(
+                self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kw: Any
+            ) -> None:
+                if logs:
+                    with open(path, "a", encoding="utf-8") as fh:
+                        fh.write(json.dumps({"step": state.global_step, **logs}) + "\n")
+
+        return JsonlLogCallback()
+
+
+def train_adapter(
+    method: Method,
+    policy_path: str | Path,
+    rows: list[dict[str, Any]],
+    settings: TrainSection,
+    out_dir: str | Path,
+    *,
+    reference_path: str | Path | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    tracking: str = "none",
+) -> TrainResult:
+    """Train one LoRA adapter with TRL and save it to ``out_dir/adapter`` atomically.
+
+    ``rows`` are DPO pairs (``prompt, chosen, rejected``) or KTO examples
+    (``prompt, completion, label``); extra metadata columns are dropped before training.
+    With ``reference_path`` the reference model is loaded from there; otherwise the policy
+    with its adapter disabled serves as the reference.
+    """
+    import datasets
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import DPOTrainer, KTOTrainer
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    columns = DPO_COLUMNS if method == "dpo" else KTO_COLUMNS
+    data = trl_columns(rows, columns)
+    if method == "kto":
+        labels = {bool(r["label"]) for r in data}
+        if labels != {True, False}:
+            kind = "desirable" if True in labels else "undesirable"
+            return TrainResult(method, None, len(data), 0, 0.0, {}, skipped=f"only {kind} KTO examples")
+    if len(data) < settings.batch_size:
+        return TrainResult(
+            method, None, len(data), 0, 0.0, {}, skipped=f"{len(data)} examples < batch size {settings.batch_size}"
+        )
+    report_to: list[str] = []
+    if tracking == "mlflow":
+        try:
+            import mlflow  # noqa: F401
+        except ImportError:
+            raise CarealignError(
+                "tracking: mlflow needs the mlflow package (pip install 'carealign[mlflow]')"
+            ) from None
+        report_to = ["mlflow"]
+
+    torch.manual_seed(seed)
+    tokenizer = AutoTokenizer.from_pretrained(str(policy_path))
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(str(policy_path), dtype=torch.float32)
+    ref_model = None
+    if reference_path is not None and Path(str(reference_path)).resolve() != Path(str(policy_path)).resolve():
+        ref_model = AutoModelForCausalLM.from_pretrained(str(reference_path), dtype=torch.float32)
+    log_path = out / "log.jsonl"
+    log_path.unlink(missing_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{method}-work-", dir=out))
+    try:
+        args = trl_args(method, settings, work, seed=seed, device=device, report_to=report_to)
+        trainer_cls = DPOTrainer if method == "dpo" else KTOTrainer
+        trainer = trainer_cls(
+            model=model,
+            ref_model=ref_model,
+            args=args,
+            train_dataset=datasets.Dataset.from_list(data),
+            processing_class=tokenizer,
+            peft_config=lora_config(settings),
+            callbacks=[_JsonlLog(log_path)],
+        )
+        t0 = time.perf_counter()
+        result = trainer.train()
+        seconds = time.perf_counter() - t0
+        tmp_adapter = work / "adapter"
+        trainer.model.save_pretrained(str(tmp_adapter))
+        final = out / "adapter"
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp_adapter, final)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    logs = [h for h in trainer.state.log_history if "loss" in h]
+    return TrainResult(
+        method=method,
+        adapter_dir=final,
+        examples=len(data),
+        steps=int(result.global_step),
+        seconds=seconds,
+        final_log={"train_loss": result.training_loss, **(logs[-1] if logs else {})},
+    )
+
+
+def merge_adapter(
+    policy_path: str | Path, adapter_dir: str | Path, out_dir: str | Path, *, dtype: str = "bf16"
+) -> Path:
+    """Merge a LoRA adapter into its policy and save the full model atomically (the next policy)."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch_dtype = torch.bfloat16 if dtype in ("bf16", "bfloat16") else torch.float32
+    base = AutoModelForCausalLM.from_pretrained(str(policy_path), dtype=torch_dtype)
+    merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+    tokenizer = AutoTokenizer.from_pretrained(str(policy_path))
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        merged.save_pretrained(str(tmp))
+        tokenizer.save_pretrained(str(tmp))
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
