@@ -58,3 +58,33 @@ def tiny_generator(tiny_model_dir: Path):
     from carealign.generate.hf import HFGenerator
 
     return HFGenerator.from_pretrained(tiny_model_dir, name="tiny", dtype="fp32", device="cpu", batch_size=8)
+
+
+class HashJudge:
+    """A deterministic stand-in judge for tiny random models: the verdict is a hash of the text.
+
+    Random models write gibberish that the rules judge calls Accept throughout; this judge
+    spreads verdicts so that preference pairs, training and selection all have work to do.
+    """
+
+    identity = "hash-test"
+
+    def judge(self, items):
+        import zlib
+
+        from carealign.domain import Verdict
+        from carealign.judge import Judgement
+
+        verdicts = [Verdict.ACCEPT, Verdict.CAUTION, Verdict.REFUSE]
+        return [
+            Judgement(verdicts[zlib.crc32((i.prompt + i.response).encode()) % 3], 0.9, self.identity) for i in items
+        ]
+
+
+@pytest.fixture
+def hash_judge():
+    from carealign.judge import register_judge, unregister_judge
+
+    register_judge("hash", lambda policy=None, **kw: HashJudge())
+    yield "hash"
+    unregister_judge("hash")

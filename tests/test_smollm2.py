@@ -19,8 +19,26 @@ def test_eval_smollm2_with_rules_and_self_judge(tmp_path: Path):
     runner = CliRunner()
     for judge in ("rules", "llm"):
         out = tmp_path / judge
-        res = runner.invoke(app, ["eval", "--model", "smollm2-135m", "--prompts", "sample", "--split", "test",
-                                  "--judge", judge, "--limit", "4", "--max-new-tokens", "48", "--out", str(out)])
+        res = runner.invoke(
+            app,
+            [
+                "eval",
+                "--model",
+                "smollm2-135m",
+                "--prompts",
+                "sample",
+                "--split",
+                "test",
+                "--judge",
+                judge,
+                "--limit",
+                "4",
+                "--max-new-tokens",
+                "48",
+                "--out",
+                str(out),
+            ],
+        )
         assert res.exit_code == 0, res.output
         rows = read_jsonl(out / "responses.jsonl")
         assert len(rows) == 4 and all(r["response"] for r in rows)

@@ -46,6 +46,9 @@ class EvalConfig:
     judge: str = field(default="rules", metadata={"help": "Judge spec: rules, llm (self), llm:MODEL."})
     samples: int = field(default=1, metadata={"help": "Responses per prompt."})
     limit: int | None = field(default=None, metadata={"help": "Evaluate at most this many prompts."})
+    subset_seed: int | None = field(
+        default=None, metadata={"help": "With limit: draw the prompts at random with this seed, not the first N."}
+    )
     max_new_tokens: int = field(default=256, metadata={"help": "Tokens per response."})
     temperature: float = field(default=0.0, metadata={"help": "0 = greedy; > 0 samples."})
     top_p: float = field(default=1.0, metadata={"help": "Nucleus mass when sampling."})
@@ -140,7 +143,7 @@ def evaluate(
         check_judge_spec(config.judge)
     gen_cfg = config.generation()
     split = config.split or ("test" if config.prompts in ("sample", "cares") else None)
-    records = load_prompts(config.prompts, split, limit=config.limit)
+    records = load_prompts(config.prompts, split, limit=config.limit, subset_seed=config.subset_seed)
 
     manifest = _open_manifest(out, config, records, policy, overwrite=overwrite)
 

@@ -26,7 +26,8 @@ class PromptSet(_Section):
 
     source: str = Field(default="sample", description="sample, cares, cares:PATH or a file path.")
     split: str | None = Field(default=None, description="Split of the source.")
-    limit: int | None = Field(default=None, ge=1, description="Use only the first N prompts.")
+    limit: int | None = Field(default=None, ge=1, description="Use only N prompts (the first N, or see subset_seed).")
+    subset_seed: int | None = Field(default=None, description="With limit: a random subset drawn with this seed.")
 
 
 class GenerationSection(_Section):

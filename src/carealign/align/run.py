@@ -114,10 +114,9 @@ class AlignmentRun:
             shutil.rmtree(run)
         run.mkdir(parents=True, exist_ok=True)
         write_text_atomic(run / "config.yaml", default_config_yaml(config))
-        train = load_prompts(config.train_prompts.source, config.train_prompts.split, limit=config.train_prompts.limit)
-        val = load_prompts(
-            config.validation_prompts.source, config.validation_prompts.split, limit=config.validation_prompts.limit
-        )
+        tp, vp = config.train_prompts, config.validation_prompts
+        train = load_prompts(tp.source, tp.split, limit=tp.limit, subset_seed=tp.subset_seed)
+        val = load_prompts(vp.source, vp.split, limit=vp.limit, subset_seed=vp.subset_seed)
         overlap = {r.group for r in train} & {r.group for r in val}
         if overlap and config.train_prompts.source == config.validation_prompts.source:
             raise ConfigError(
@@ -195,6 +194,7 @@ class AlignmentRun:
             prompts=prompts.source,
             split=prompts.split,
             limit=prompts.limit,
+            subset_seed=prompts.subset_seed,
             judge=self.config.judge if train else self.config.validator,
             samples=g.samples if train else 1,
             temperature=g.temperature if train else 0.0,

@@ -10,6 +10,7 @@ import csv
 import hashlib
 import json
 import os
+import random
 from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
@@ -45,7 +46,11 @@ def sample_path() -> Path:
 
 
 def load_prompts(
-    source: str | os.PathLike[str], split: str | None = None, *, limit: int | None = None
+    source: str | os.PathLike[str],
+    split: str | None = None,
+    *,
+    limit: int | None = None,
+    subset_seed: int | None = None,
 ) -> list[PromptRecord]:
     """Load prompts by name (``sample``, ``cares``) or from a file path.
 
@@ -54,7 +59,9 @@ def load_prompts(
             ``"cares:PATH"`` (a local CARES copy), or a ``.jsonl``/``.json``/``.csv``/``.parquet`` file.
         split: the split to keep. Sample: train/validation/test (default test).
             CARES: train/test (default test). Files: rows whose ``split`` column matches, if any.
-        limit: keep at most this many prompts (whole base-prompt groups are not guaranteed).
+        limit: keep at most this many prompts: the first ones, or a random subset when ``subset_seed`` is set.
+        subset_seed: draw the ``limit`` prompts at random with this seed (original order kept), so a
+            subset covers every principle and harm level rather than the first ones in the file.
     """
     name = str(source)
     if name == "sample":
@@ -74,7 +81,10 @@ def load_prompts(
             records = load_cares(path, split=split)
         else:
             records = load_prompt_file(path, split=split)
-    if limit is not None:
+    if limit is not None and subset_seed is not None and limit < len(records):
+        keep = set(random.Random(subset_seed).sample(range(len(records)), limit))
+        records = [r for i, r in enumerate(records) if i in keep]
+    elif limit is not None:
         records = records[:limit]
     if not records:
         raise DataError(f"no prompts selected (split={split!r})", path=name)

@@ -124,7 +124,9 @@ def build_preferences(
             "method": first.get("method"),
         }
 
-        for s in scored:
+        for s in samples:  # sample order
+            if s.get("score") is None:
+                continue
             good = float(s["score"]) >= threshold
             kto.append(
                 {
