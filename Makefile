@@ -32,6 +32,7 @@ test-slow: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/generation_throughput.py
+	$(BIN)/python benchmarks/train_step_overhead.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks datasets
