@@ -22,6 +22,10 @@ What is measured:
   loading and dataset tokenisation happen before the first step and are excluded.
 - **in-step s**: the median ``on_step_begin`` -> ``on_step_end`` time of the same steps
   (forward/backward and optimiser only, without batch fetching and logging).
+- **cpu s/step**: the median process CPU time (all threads) per step interval; with
+  ``torch.get_num_threads()`` threads an uncontended step uses about that many times s/step.
+  It is a hint for noise: when another process takes the cores, wall time grows faster than
+  CPU time (see also **load**, the 1-minute load average after the run).
 - **total s**: wall time of the whole side, set-up included (tokenizer and model loading,
   dataset tokenisation, training, saving the adapter).
 
@@ -221,6 +225,7 @@ class StepTimer(TrainerCallback):
         self.train_begin: float | None = None
         self.begins: list[float] = []
         self.ends: list[float] = []
+        self.cpu_ends: list[float] = []
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
         self.train_begin = time.perf_counter()
@@ -230,6 +235,7 @@ class StepTimer(TrainerCallback):
 
     def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
         self.ends.append(time.perf_counter())
+        self.cpu_ends.append(time.process_time())
 
 
 @contextlib.contextmanager
@@ -259,6 +265,8 @@ class Run:
     steps: int = 0
     s_per_step: float = float("nan")
     in_step: float = float("nan")
+    cpu_per_step: float = float("nan")
+    load: float = float("nan")
     setup: float = float("nan")
     total: float = float("nan")
     intervals: list[float] = field(default_factory=list)
@@ -276,15 +284,18 @@ def measure(side: str, method: str, repeat: int, model_dir: str, rows: list[dict
     t = timers[0]
     intervals = [b - a for a, b in zip(t.ends, t.ends[1:], strict=False)]  # steps 2..N: warm-up step dropped
     in_step = [e - b for b, e in zip(t.begins, t.ends, strict=True)][1:]
-    run = Run(method, side, repeat, steps=len(t.ends), total=total, intervals=intervals)
+    cpu = [b - a for a, b in zip(t.cpu_ends, t.cpu_ends[1:], strict=False)]
+    run = Run(method, side, repeat, steps=len(t.ends), total=total, intervals=intervals, load=os.getloadavg()[0])
     if intervals:
         run.s_per_step = statistics.median(intervals)
         run.in_step = statistics.median(in_step)
+        run.cpu_per_step = statistics.median(cpu)
     if t.train_begin is not None:
         run.setup = t.train_begin - t0
     print(
         f"  {method.upper()} {side:9s} repeat {repeat}: {run.steps} steps, median {run.s_per_step:.3f} s/step "
-        f"(in-step {run.in_step:.3f}), set-up {run.setup:.1f} s, total {run.total:.1f} s; "
+        f"(in-step {run.in_step:.3f}, cpu {run.cpu_per_step:.2f}), load {run.load:.1f}, "
+        f"set-up {run.setup:.1f} s, total {run.total:.1f} s; "
         f"intervals {' '.join(f'{x:.2f}' for x in intervals)}",
         flush=True,
     )
@@ -335,12 +346,12 @@ def main() -> None:
                     runs.append(measure(side, method, r, model_dir, rows, settings))
 
     print()
-    header = ("method", "side", "repeat", "s/step", "in-step s", "set-up s", "total s")
-    print("{:6s}  {:9s}  {:>6s}  {:>8s}  {:>9s}  {:>8s}  {:>8s}".format(*header))
+    header = ("method", "side", "repeat", "s/step", "in-step s", "cpu s/step", "set-up s", "total s", "load")
+    print("{:6s}  {:9s}  {:>6s}  {:>8s}  {:>9s}  {:>10s}  {:>8s}  {:>8s}  {:>5s}".format(*header))
     for run in runs:
         print(
             f"{run.method.upper():6s}  {run.side:9s}  {run.repeat:6d}  {run.s_per_step:8.3f}  {run.in_step:9.3f}  "
-            f"{run.setup:8.1f}  {run.total:8.1f}"
+            f"{run.cpu_per_step:10.2f}  {run.setup:8.1f}  {run.total:8.1f}  {run.load:5.1f}"
         )
     print()
     for method in methods:

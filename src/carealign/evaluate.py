@@ -28,6 +28,7 @@ from carealign.data import PromptRecord, load_prompts
 from carealign.domain import Verdict
 from carealign.errors import CarealignError, DataError
 from carealign.generate import GenerationConfig, load_generator
+from carealign.generate.registry import model_fingerprint
 from carealign.io import append_jsonl, read_jsonl, write_json_atomic, write_jsonl_atomic
 from carealign.judge import Judge, JudgeItem, make_judge
 from carealign.judge.registry import check_judge_spec
@@ -183,12 +184,17 @@ def _open_manifest(
     cfg = asdict(config)
     path = out / "manifest.json"
     existing = Manifest.load(path)
-    inputs = {"prompt_ids_hash": sha256_json([r.id for r in records]), "n_prompts": len(records)}
+    inputs = {
+        "prompt_ids_hash": sha256_json([r.id for r in records]),
+        "n_prompts": len(records),
+        "model_fingerprint": model_fingerprint(config.model),
+    }
     if existing is not None and not overwrite:
         same = existing.data.get("config_hash") == sha256_json(cfg) and existing.data.get("inputs") == inputs
         if not same:
             raise CarealignError(
-                f"{out} already holds an evaluation with other settings; choose another --out or pass --overwrite"
+                f"{out} already holds an evaluation with other settings (or of a model that has changed since); "
+                "choose another --out or pass --overwrite"
             )
         return existing
     if overwrite:

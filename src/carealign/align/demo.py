@@ -7,7 +7,7 @@ evaluated on the *test* split, which no stage saw.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ from rich.table import Table
 
 from carealign.align.config import AlignConfig, config_from_dict
 from carealign.align.run import AlignmentRun, AlignResult, promoted_policy
+from carealign.errors import ConfigError
 from carealign.evaluate import EvalConfig, EvalResult, evaluate
 
 #: The demo's config: sized to finish within about 20 minutes on 2 CPU cores.
@@ -60,7 +61,11 @@ def run_demo(
     console = console or Console(stderr=True)
     out = Path(out_dir)
     config = config or demo_config(out)
-    run = AlignmentRun.start(config, out, console=console)
+    try:
+        run = AlignmentRun.start(config, out, console=console)
+    except ConfigError:  # a demo run of another carealign version: the demo directory is the demo's own
+        console.print(f"[yellow]{out} holds a demo run with other settings; starting it afresh[/]")
+        run = AlignmentRun.start(config, out, overwrite=True, console=console)
     result = run.run()
     tests = {}
     for name, model in (("base", config.policy_model), ("final", promoted_policy(out))):
@@ -77,11 +82,24 @@ def run_demo(
             batch_size=config.generation.batch_size,
         )
         console.rule(f"test split: {name} policy ({model})")
-        tests[name] = evaluate(cfg, out / "test" / name, console=console)
+        tests[name] = evaluate(cfg, out / "test" / name, console=console, overwrite=_stale(out / "test" / name, cfg))
     print_before_after(tests["base"].metrics, tests["final"].metrics, console=console)
     report = build_report(out)
     console.print(f"report: [bold]{report}[/]")
     return DemoResult(result, tests["base"], tests["final"], report)
+
+
+def _stale(out: Path, cfg: EvalConfig) -> bool:
+    """True when ``out`` holds an evaluation of other settings or of a model that has changed since."""
+    from carealign.generate.registry import model_fingerprint
+    from carealign.manifest import Manifest, sha256_json
+
+    m = Manifest.load(out / "manifest.json")
+    if m is None:
+        return False
+    same_cfg = m.data.get("config_hash") == sha256_json(asdict(cfg))
+    same_model = m.data.get("inputs", {}).get("model_fingerprint") == model_fingerprint(cfg.model)
+    return not (same_cfg and same_model)
 
 
 def print_before_after(base: dict[str, Any], final: dict[str, Any], *, console: Console) -> None:

@@ -115,6 +115,35 @@ def resolve_model_path(spec: str) -> str:
     return spec
 
 
+def model_fingerprint(spec: str) -> str | None:
+    """A cheap identity of a local model's files (names, sizes, modification times), or None.
+
+    Recorded in evaluation manifests, so that re-running an evaluation after the model
+    directory changed (a new promoted policy in the same place) is not mistaken for a resume.
+    """
+    import hashlib
+
+    if spec in REGISTERED_MODELS:
+        path = cache_dir() / "models" / spec
+    else:
+        path = Path(spec).expanduser()
+        if path.is_dir() and not (path / "config.json").exists() and (path / "manifest.json").exists():
+            try:
+                from carealign.align.run import promoted_policy
+
+                path = Path(promoted_policy(path))
+            except Exception:
+                return None
+    if not path.is_dir():
+        return None
+    h = hashlib.sha256(str(path.resolve()).encode())
+    for f in sorted(path.iterdir()):
+        if f.is_file():
+            st = f.stat()
+            h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:16]
+
+
 def parse_openai_spec(spec: str) -> tuple[str, str]:
     """Split ``openai:MODEL@BASE_URL`` into (model, base_url)."""
     body = spec.removeprefix("openai:")
