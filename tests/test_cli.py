@@ -230,3 +230,5 @@ def test_eval_refuses_to_mix_settings(tiny_generator, tmp_path: Path):
         evaluate(other, tmp_path / "o", generator=tiny_generator, judge=RulesJudge())
     evaluate(other, tmp_path / "o", generator=tiny_generator, judge=RulesJudge(), overwrite=True)
     assert len(read_jsonl(tmp_path / "o" / "responses.jsonl")) == 3
+    evaluate(cfg, tmp_path / "o", generator=tiny_generator, judge=RulesJudge(), restart_on_mismatch=True)
+    assert len(read_jsonl(tmp_path / "o" / "responses.jsonl")) == 2

@@ -111,3 +111,21 @@ def test_level_stats_and_trl_columns():
     assert p.stats.by_harm_level["0"] == {"prompts": 1, "with_pairs": 1}
     assert p.stats.by_harm_level["3"] == {"prompts": 1, "all_bad": 1}
     assert set(trl_columns(p.dpo, ("prompt", "chosen", "rejected"))[0]) == {"prompt", "chosen", "rejected"}
+
+
+def test_reminder_contrast_pairs_teach_not_to_over_refuse():
+    rows = [row("b", 0, 1.0, level=0, text="60 to 100 bpm."), row("b", 1, 1.0, level=0, text="Between 60 and 100.")]
+    reminder = [
+        {**row("b", 0, 0.0, level=0, text="I'm sorry, I can't give medical advice."), "source": "reminder"},
+        {**row("b", 1, 1.0, level=0, text="Usually 60-100."), "source": "reminder"},
+    ]
+    p = build_preferences(rows, threshold=1.0, reminder_rows=reminder)
+    assert p.stats.contrast_pairs_from_reminder == 1 and p.stats.all_good == 1
+    pair = p.dpo[0]
+    assert pair["chosen"][0]["content"] == "60 to 100 bpm."
+    assert pair["rejected"][0]["content"] == "I'm sorry, I can't give medical advice."
+    assert (pair["chosen_source"], pair["rejected_source"]) == ("sample", "reminder")
+    assert [(r["label"], r["source"]) for r in p.kto] == [(True, "sample"), (True, "sample"), (False, "reminder")]
+    # a reminder response as good as the samples gives no contrast
+    p = build_preferences(rows, threshold=1.0, reminder_rows=reminder[1:])
+    assert p.dpo == [] and p.stats.contrast_pairs_from_reminder == 0

@@ -127,12 +127,16 @@ def evaluate(
     out_dir: str | Path,
     *,
     overwrite: bool = False,
+    restart_on_mismatch: bool = False,
     console: Console | None = None,
     generator: Any | None = None,
     judge: Judge | None = None,
 ) -> EvalResult:
     """Run a safety evaluation and write its artifacts into ``out_dir``.
 
+    An evaluation already in ``out_dir`` with the same settings (and model files) is resumed.
+    One with other settings is an error, unless ``overwrite`` (always start afresh) or
+    ``restart_on_mismatch`` (start afresh only then; used by pipelines that own ``out_dir``).
     ``generator`` and ``judge`` may be passed to reuse loaded models; by default they are
     built from ``config.model`` and ``config.judge``.
     """
@@ -146,7 +150,9 @@ def evaluate(
     split = config.split or ("test" if config.prompts in ("sample", "cares") else None)
     records = load_prompts(config.prompts, split, limit=config.limit, subset_seed=config.subset_seed)
 
-    manifest = _open_manifest(out, config, records, policy, overwrite=overwrite)
+    manifest = _open_manifest(
+        out, config, records, policy, overwrite=overwrite, restart_on_mismatch=restart_on_mismatch
+    )
 
     if generator is None:
         console.print(f"loading model [bold]{config.model}[/]")
@@ -179,7 +185,13 @@ def evaluate(
 
 
 def _open_manifest(
-    out: Path, config: EvalConfig, records: list[PromptRecord], policy: SafetyPolicy, *, overwrite: bool
+    out: Path,
+    config: EvalConfig,
+    records: list[PromptRecord],
+    policy: SafetyPolicy,
+    *,
+    overwrite: bool,
+    restart_on_mismatch: bool = False,
 ) -> Manifest:
     cfg = asdict(config)
     path = out / "manifest.json"
@@ -191,12 +203,15 @@ def _open_manifest(
     }
     if existing is not None and not overwrite:
         same = existing.data.get("config_hash") == sha256_json(cfg) and existing.data.get("inputs") == inputs
-        if not same:
+        if not same and restart_on_mismatch:
+            overwrite = True
+        elif not same:
             raise CarealignError(
                 f"{out} already holds an evaluation with other settings (or of a model that has changed since); "
                 "choose another --out or pass --overwrite"
             )
-        return existing
+        if same:
+            return existing
     if overwrite:
         for name in ("responses.jsonl", "metrics.json", "generations.partial.jsonl"):
             (out / name).unlink(missing_ok=True)

@@ -81,7 +81,12 @@ class PreferenceSection(_Section):
     reminder: bool = Field(
         default=True, description="Draw a safer chosen response with a safety reminder where every sample is bad."
     )
-    reminder_samples: int = Field(default=4, ge=1, description="Reminder-conditioned samples per all-bad prompt.")
+    reminder_contrast: bool = Field(
+        default=True,
+        description="Also sample benign (level 0) prompts with the reminder; an over-cautious reminder response "
+        "becomes a rejected example, so the policy learns not to over-refuse.",
+    )
+    reminder_samples: int = Field(default=4, ge=1, description="Reminder-conditioned samples per prompt.")
     reminder_prompt: str = Field(
         default=(
             "You are a careful medical assistant. Refuse requests that could harm the user or others, "

@@ -7,7 +7,7 @@ evaluated on the *test* split, which no stage saw.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -82,24 +82,11 @@ def run_demo(
             batch_size=config.generation.batch_size,
         )
         console.rule(f"test split: {name} policy ({model})")
-        tests[name] = evaluate(cfg, out / "test" / name, console=console, overwrite=_stale(out / "test" / name, cfg))
+        tests[name] = evaluate(cfg, out / "test" / name, console=console, restart_on_mismatch=True)
     print_before_after(tests["base"].metrics, tests["final"].metrics, console=console)
     report = build_report(out)
     console.print(f"report: [bold]{report}[/]")
     return DemoResult(result, tests["base"], tests["final"], report)
-
-
-def _stale(out: Path, cfg: EvalConfig) -> bool:
-    """True when ``out`` holds an evaluation of other settings or of a model that has changed since."""
-    from carealign.generate.registry import model_fingerprint
-    from carealign.manifest import Manifest, sha256_json
-
-    m = Manifest.load(out / "manifest.json")
-    if m is None:
-        return False
-    same_cfg = m.data.get("config_hash") == sha256_json(asdict(cfg))
-    same_model = m.data.get("inputs", {}).get("model_fingerprint") == model_fingerprint(cfg.model)
-    return not (same_cfg and same_model)
 
 
 def print_before_after(base: dict[str, Any], final: dict[str, Any], *, console: Console) -> None:

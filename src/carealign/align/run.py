@@ -45,7 +45,7 @@ from carealign.io import read_jsonl, write_json_atomic, write_jsonl_atomic, writ
 from carealign.judge import Judge, make_judge
 from carealign.judge.registry import check_judge_spec
 from carealign.manifest import Manifest, sha256_json
-from carealign.preferences import all_bad_prompts, build_preferences
+from carealign.preferences import all_bad_prompts, all_good_prompts, build_preferences
 from carealign.progress import stage_progress
 from carealign.score import load_policy
 from carealign.select import SelectionRule, select
@@ -257,6 +257,7 @@ class AlignmentRun:
                 generator=g,
                 judge=self._judge(self.config.judge, g),
                 console=self.console,
+                restart_on_mismatch=True,
             )
             self._mark(cycle, "samples", judge=res.metrics["judge"], rows=len(res.rows))
         samples = read_jsonl(cdir / "samples" / "responses.jsonl")
@@ -288,7 +289,7 @@ class AlignmentRun:
             self.console.print(
                 f"preferences: {s.prompts_with_pairs}/{s.prompts} prompts gave DPO pairs ({s.dpo_pairs} pairs; "
                 f"{s.all_bad} all-bad, {s.all_bad_rescued_by_reminder} rescued by the reminder, "
-                f"{s.all_good} all-good); "
+                f"{s.all_good} all-good, {s.contrast_pairs_from_reminder} benign contrast pairs); "
                 f"KTO {s.kto_desirable} desirable / {s.kto_undesirable} undesirable"
             )
             self._mark(cycle, "preferences", dpo_pairs=s.dpo_pairs, kto=s.kto_desirable + s.kto_undesirable)
@@ -350,6 +351,7 @@ class AlignmentRun:
                     generator=g,
                     judge=self._judge(self.config.validator, g),
                     console=self.console,
+                    restart_on_mismatch=True,
                 )
             self._mark(cycle, "validate_current")
         gen = None
@@ -364,6 +366,7 @@ class AlignmentRun:
                 generator=g,
                 judge=self._judge(self.config.validator, g),
                 console=self.console,
+                restart_on_mismatch=True,
             )
             self._mark(cycle, f"validate_{method}")
             del g
@@ -404,8 +407,11 @@ class AlignmentRun:
         return record
 
     def _reminder(self, gen: HFGenerator, samples: list[dict[str, Any]], threshold: float, cycle: int) -> list[dict]:
-        """Responses drawn with the safety reminder for prompts whose samples are all below threshold."""
+        """Responses drawn with the safety reminder for prompts whose samples are all below threshold
+        (rescue) and, with ``reminder_contrast``, for benign prompts answered well every time (contrast)."""
         bad = set(all_bad_prompts(samples, threshold))
+        if self.config.preferences.reminder_contrast:
+            bad |= set(all_good_prompts(samples, threshold, harm_levels={0}))
         firsts: dict[str, dict[str, Any]] = {}
         for r in samples:
             if r["prompt_id"] in bad:

@@ -6,6 +6,7 @@ from carealign.preferences.build import (
     Preferences,
     PreferenceStats,
     all_bad_prompts,
+    all_good_prompts,
     build_preferences,
     trl_columns,
 )
@@ -16,6 +17,7 @@ __all__ = [
     "PreferenceStats",
     "Preferences",
     "all_bad_prompts",
+    "all_good_prompts",
     "build_preferences",
     "trl_columns",
 ]

@@ -9,6 +9,11 @@ Per prompt, only samples with a score count (Unscored samples are never chosen n
   from the same policy with a safety reminder in the system prompt may serve as the chosen
   one (and as a desirable KTO example) when it scores higher than every sample. The training
   prompt never includes the reminder: the policy learns to behave so without it.
+- Reminder contrast: where every sample of a prompt ties at a desirable score (typically a
+  benign question answered every time) and a reminder-conditioned response scores lower
+  (the reminder made the policy refuse or hedge a benign question), that response becomes the
+  rejected side of a pair and an undesirable KTO example. This teaches the policy *not* to
+  over-refuse, the failure that safety training tends to cause.
 
 Ties among equally scored samples are broken by the judge's confidence (most confident
 first), then by sample index, so the result is deterministic.
@@ -31,6 +36,7 @@ class PreferenceStats:
     all_good: int = 0
     all_bad: int = 0
     all_bad_rescued_by_reminder: int = 0
+    contrast_pairs_from_reminder: int = 0
     ties_without_pairs: int = 0
     unscored: int = 0
     dpo_pairs: int = 0
@@ -63,13 +69,29 @@ def _assistant(text: str) -> list[dict[str, str]]:
     return [{"role": "assistant", "content": text}]
 
 
-def all_bad_prompts(rows: Sequence[dict[str, Any]], threshold: float) -> list[str]:
-    """Prompt ids whose scored samples all fall below ``threshold`` (candidates for a reminder)."""
+def _scores(rows: Sequence[dict[str, Any]]) -> dict[str, list[float]]:
     scores: dict[str, list[float]] = defaultdict(list)
     for r in rows:
         if r.get("score") is not None:
             scores[r["prompt_id"]].append(float(r["score"]))
-    return [pid for pid, s in scores.items() if s and max(s) < threshold]
+    return scores
+
+
+def all_bad_prompts(rows: Sequence[dict[str, Any]], threshold: float) -> list[str]:
+    """Prompt ids whose scored samples all fall below ``threshold`` (candidates for a reminder rescue)."""
+    return [pid for pid, s in _scores(rows).items() if s and max(s) < threshold]
+
+
+def all_good_prompts(
+    rows: Sequence[dict[str, Any]], threshold: float, *, harm_levels: set[int] | None = None
+) -> list[str]:
+    """Prompt ids whose scored samples all tie at or above ``threshold`` (candidates for a reminder contrast)."""
+    levels = {r["prompt_id"]: r.get("harm_level") for r in rows}
+    return [
+        pid
+        for pid, s in _scores(rows).items()
+        if s and min(s) >= threshold and min(s) == max(s) and (harm_levels is None or levels[pid] in harm_levels)
+    ]
 
 
 def build_preferences(
@@ -168,6 +190,25 @@ def build_preferences(
         elif float(worst["score"]) >= threshold and float(worst["score"]) == float(best["score"]):
             stats.all_good += 1
             lv_stats["all_good"] += 1
+            negatives = sorted(
+                (r for r in reminders.get(pid, []) if float(r["score"]) < float(best["score"])), key=_rank_key
+            )
+            if negatives:
+                worst = {**negatives[-1], "source": "reminder"}
+                chosen_pool = [*scored, worst]
+                stats.contrast_pairs_from_reminder += 1
+                lv_stats["contrast"] += 1
+                kto.append(
+                    {
+                        "prompt": _user(first["prompt"]),
+                        "completion": _assistant(worst["response"]),
+                        "label": False,
+                        **meta,
+                        "score": worst["score"],
+                        "source": "reminder",
+                    }
+                )
+                stats.kto_undesirable += 1
 
         pairs: list[tuple[dict[str, Any], dict[str, Any]]] = []
         if pairing == "best_worst":

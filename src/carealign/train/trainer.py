@@ -85,7 +85,6 @@ def trl_args(
         "seed": seed,
         "use_cpu": on_cpu,
         "bf16": True if not on_cpu else torch.backends.cpu.get_cpu_capability() in ("AVX512", "AVX512_BF16", "AMX"),
-        "gradient_checkpointing": False,
         "dataloader_num_workers": 0,
         "remove_unused_columns": False,
     }
