@@ -239,6 +239,7 @@ def build_preferences(
                     "chosen_score": a["score"],
                     "rejected_score": b["score"],
                     "chosen_source": a.get("source", "sample"),
+                    "rejected_source": b.get("source", "sample"),
                 }
             )
         stats.dpo_pairs += len(pairs)
