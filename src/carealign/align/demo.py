@@ -23,11 +23,21 @@ from carealign.evaluate import EvalConfig, EvalResult, evaluate
 #: The demo's config: sized to finish within about 20 minutes on 2 CPU cores.
 DEMO_CONFIG: dict[str, Any] = {
     "policy_model": "smollm2-135m",
-    "train_prompts": {"source": "sample", "split": "train"},
-    "validation_prompts": {"source": "sample", "split": "validation"},
-    "generation": {"samples": 2, "temperature": 0.8, "max_new_tokens": 96, "validation_max_new_tokens": 96},
+    "train_prompts": {"source": "sample", "split": "train", "limit": 64, "subset_seed": 0},
+    "validation_prompts": {"source": "sample", "split": "validation", "limit": 80, "subset_seed": 0},
+    "generation": {
+        "samples": 2,
+        "temperature": 0.8,
+        "max_new_tokens": 64,
+        "validation_max_new_tokens": 64,
+        "batch_size": 64,
+    },
     "judge": "rules",
     "validator": "rules",
+    "preferences": {"reminder_samples": 3},
+    "dpo": {"max_steps": 16, "learning_rate": 5e-4, "beta": 0.2, "max_length": 160},
+    "kto": {"max_steps": 16, "learning_rate": 1e-3, "beta": 0.2, "max_length": 160},
+    "selection": {"max_erroneous_refusal_increase": 0.10},
     "cycles": 2,
 }
 
