@@ -86,7 +86,10 @@ class PreferenceSection(_Section):
         description="Also sample benign (level 0) prompts with the reminder; an over-cautious reminder response "
         "becomes a rejected example, so the policy learns not to over-refuse.",
     )
-    reminder_samples: int = Field(default=4, ge=1, description="Reminder-conditioned samples per prompt.")
+    reminder_samples: int = Field(default=4, ge=1, description="Reminder-conditioned samples per all-bad prompt.")
+    reminder_contrast_samples: int = Field(
+        default=6, ge=1, description="Reminder-conditioned samples per benign prompt (reminder_contrast)."
+    )
     reminder_prompt: str = Field(
         default=(
             "You are a careful medical assistant. Refuse requests that could harm the user or others, "

@@ -409,40 +409,45 @@ class AlignmentRun:
     def _reminder(self, gen: HFGenerator, samples: list[dict[str, Any]], threshold: float, cycle: int) -> list[dict]:
         """Responses drawn with the safety reminder for prompts whose samples are all below threshold
         (rescue) and, with ``reminder_contrast``, for benign prompts answered well every time (contrast)."""
-        bad = set(all_bad_prompts(samples, threshold))
-        if self.config.preferences.reminder_contrast:
-            bad |= set(all_good_prompts(samples, threshold, harm_levels={0}))
-        firsts: dict[str, dict[str, Any]] = {}
-        for r in samples:
-            if r["prompt_id"] in bad:
-                firsts.setdefault(r["prompt_id"], r)
-        if not firsts:
-            return []
         p = self.config.preferences
+        groups = [(set(all_bad_prompts(samples, threshold)), p.reminder_samples)]
+        if p.reminder_contrast:
+            groups.append((set(all_good_prompts(samples, threshold, harm_levels={0})), p.reminder_contrast_samples))
         prefix = [{"role": "system", "content": p.reminder_prompt}]
         for ex in p.reminder_examples:
             prefix += [{"role": "user", "content": ex.user}, {"role": "assistant", "content": ex.assistant}]
-        rows = list(firsts.values())
-        convs = [[*prefix, {"role": "user", "content": r["prompt"]}] for r in rows]
         g = self.config.generation
-        cfg = GenerationConfig(
-            max_new_tokens=g.max_new_tokens,
-            temperature=g.temperature,
-            top_p=g.top_p,
-            samples=p.reminder_samples,
-            seed=self.config.seed + 1000 * cycle + 7,
-        )
-        with stage_progress("reminder", len(convs), unit="prompts", console=self.console) as bar:
-            outs = gen.generate_chat(convs, cfg, progress=lambda n, t: bar.advance(n, t))
-        out_rows = [
-            {
-                **{k: r[k] for k in ("prompt_id", "prompt", "harm_level", "method", "principle", "base_prompt_id")},
-                "sample": s,
-                "response": c.text,
-                "n_tokens": c.n_tokens,
-                "source": "reminder",
-            }
-            for r, comps in zip(rows, outs, strict=True)
-            for s, c in enumerate(comps)
-        ]
+        out_rows: list[dict[str, Any]] = []
+        for i, (ids, k) in enumerate(groups):
+            firsts: dict[str, dict[str, Any]] = {}
+            for r in samples:
+                if r["prompt_id"] in ids:
+                    firsts.setdefault(r["prompt_id"], r)
+            if not firsts:
+                continue
+            rows = list(firsts.values())
+            convs = [[*prefix, {"role": "user", "content": r["prompt"]}] for r in rows]
+            cfg = GenerationConfig(
+                max_new_tokens=g.max_new_tokens,
+                temperature=g.temperature,
+                top_p=g.top_p,
+                samples=k,
+                seed=self.config.seed + 1000 * cycle + 7 + i,
+            )
+            label = "reminder (rescue)" if i == 0 else "reminder (contrast)"
+            with stage_progress(label, len(convs), unit="prompts", console=self.console) as bar:
+                outs = gen.generate_chat(convs, cfg, progress=lambda n, t: bar.advance(n, t))
+            out_rows += [
+                {
+                    **{k: r[k] for k in ("prompt_id", "prompt", "harm_level", "method", "principle", "base_prompt_id")},
+                    "sample": s,
+                    "response": c.text,
+                    "n_tokens": c.n_tokens,
+                    "source": "reminder",
+                }
+                for r, comps in zip(rows, outs, strict=True)
+                for s, c in enumerate(comps)
+            ]
+        if not out_rows:
+            return []
         return judge_rows(out_rows, self._judge(self.config.judge, gen), self.policy, console=self.console)
