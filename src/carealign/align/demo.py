@@ -35,8 +35,8 @@ DEMO_CONFIG: dict[str, Any] = {
     "judge": "rules",
     "validator": "rules",
     "preferences": {"reminder_samples": 3},
-    "dpo": {"max_steps": 16, "learning_rate": 5e-4, "beta": 0.2, "max_length": 160},
-    "kto": {"max_steps": 16, "learning_rate": 1e-3, "beta": 0.2, "max_length": 160},
+    "dpo": {"max_steps": 16, "learning_rate": 5e-4, "beta": 0.3, "max_length": 160},
+    "kto": {"max_steps": 16, "learning_rate": 1e-3, "beta": 0.3, "max_length": 160},
     "selection": {"max_erroneous_refusal_increase": 0.10},
     "cycles": 2,
 }
