@@ -93,3 +93,23 @@ def read_jsonl(path: str | Path, *, tolerate_torn_tail: bool = False) -> list[di
             raise DataError(f"expected a JSON object, got {type(obj).__name__}", path=p, row=i)
         rows.append(obj)
     return rows
+
+
+def read_yaml_mapping(path: str | Path, *, what: str, hint: str = "") -> dict[str, Any]:
+    """Read a YAML file whose top level is a mapping; errors name the file (``what``: e.g. "config file")."""
+    import yaml
+
+    from carealign.errors import ConfigError
+
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: {what} not found{hint}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML ({exc})") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: expected a mapping of settings at the top level")
+    return data

@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from carealign.errors import ConfigError
+from carealign.io import read_yaml_mapping
 from carealign.train.config import TrainSection
 
 
@@ -171,14 +172,7 @@ def _format_error(exc: ValidationError, source: str) -> str:
 def load_config(path: str | Path) -> AlignConfig:
     """Read and validate a run config; errors name the file, the key and the allowed values."""
     p = Path(path)
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: config file not found (carealign align --init {p} writes a default)") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: not valid YAML ({exc})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{p}: expected a mapping of settings at the top level")
+    data = read_yaml_mapping(p, what="config file", hint=f" (carealign align --init {p} writes a default)")
     try:
         return AlignConfig.model_validate(data)
     except ValidationError as exc:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from carealign.domain import DECIDED_VERDICTS, Verdict
 from carealign.errors import ConfigError
+from carealign.io import read_yaml_mapping
 
 
 class SafetyPolicy(BaseModel):
@@ -62,14 +62,7 @@ class SafetyPolicy(BaseModel):
     def from_yaml(cls, path: str | Path) -> SafetyPolicy:
         """Load a policy file; errors name the file and the offending key."""
         p = Path(path)
-        try:
-            data = yaml.safe_load(p.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"{p}: policy file not found") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{p}: not valid YAML ({exc})") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{p}: expected a mapping with 'scores' (and optional 'name', 'desirable_threshold')")
+        data = read_yaml_mapping(p, what="policy file")
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
