@@ -22,8 +22,8 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from carealign.data import load_prompts  # noqa: E402
-from carealign.generate import GenerationConfig, build_messages, load_generator  # noqa: E402
+from carealign.data import load_prompts
+from carealign.generate import GenerationConfig, build_messages, load_generator
 
 
 def naive_loop(gen, prompts: list[str], cfg: GenerationConfig) -> int:
@@ -34,8 +34,14 @@ def naive_loop(gen, prompts: list[str], cfg: GenerationConfig) -> int:
         for s in range(cfg.samples):
             torch.manual_seed(cfg.seed + 1000 * i + s)
             out = model.generate(
-                **enc, max_new_tokens=cfg.max_new_tokens, do_sample=True, temperature=cfg.temperature,
-                top_p=cfg.top_p, top_k=0, pad_token_id=tok.pad_token_id, eos_token_id=gen.stop_ids,
+                **enc,
+                max_new_tokens=cfg.max_new_tokens,
+                do_sample=True,
+                temperature=cfg.temperature,
+                top_p=cfg.top_p,
+                top_k=0,
+                pad_token_id=tok.pad_token_id,
+                eos_token_id=gen.stop_ids,
             )
             new = out[0, enc["input_ids"].shape[1] :]
             stops = torch.isin(new, torch.tensor(gen.stop_ids, device=new.device)).nonzero()
@@ -58,8 +64,10 @@ def main() -> None:
     prompts = [r.prompt for r in load_prompts("sample", "test", limit=args.prompts)]
     cfg = GenerationConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature, samples=args.samples)
     print(f"model {gen.identity}, dtype {gen.model.dtype}, device {gen.device}, threads {torch.get_num_threads()}")
-    print(f"{len(prompts)} prompts x {cfg.samples} samples, max_new_tokens {cfg.max_new_tokens}, "
-          f"temperature {cfg.temperature}, batch size {args.batch_size}")
+    print(
+        f"{len(prompts)} prompts x {cfg.samples} samples, max_new_tokens {cfg.max_new_tokens}, "
+        f"temperature {cfg.temperature}, batch size {args.batch_size}"
+    )
 
     gen.generate(prompts[:1], GenerationConfig(max_new_tokens=4))  # warm-up
     t = time.perf_counter()
@@ -75,8 +83,10 @@ def main() -> None:
     print(f"carealign batched : {tok_batched:6d} tokens in {t_batched:7.1f} s = {r_b:7.1f} tok/s")
     print(f"naive one-by-one  : {tok_naive:6d} tokens in {t_naive:7.1f} s = {r_n:7.1f} tok/s")
     print(f"speed-up (tok/s ratio): {r_b / r_n:.2f}x")
-    print(f"padding overhead: batched rows run to the longest sample; mean useful length "
-          f"{tok_batched / (len(prompts) * cfg.samples):.1f} of {cfg.max_new_tokens} tokens")
+    print(
+        f"padding overhead: batched rows run to the longest sample; mean useful length "
+        f"{tok_batched / (len(prompts) * cfg.samples):.1f} of {cfg.max_new_tokens} tokens"
+    )
 
 
 if __name__ == "__main__":
