@@ -295,8 +295,7 @@ class AlignmentRun:
             self._mark(cycle, "preferences", dpo_pairs=s.dpo_pairs, kto=s.kto_desirable + s.kto_undesirable)
 
         # 5. train the candidates
-        if gen is not None:  # free the generator's memory during training
-            gen = None
+        gen = None  # free the generator's memory during training
         for method in CANDIDATES:
             if self._done(cycle, f"train_{method}"):
                 continue

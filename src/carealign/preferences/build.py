@@ -77,6 +77,20 @@ def _scores(rows: Sequence[dict[str, Any]]) -> dict[str, list[float]]:
     return scores
 
 
+def _kto_example(
+    prompt: str, response: dict[str, Any], threshold: float, meta: dict[str, Any], source: str
+) -> dict[str, Any]:
+    """One KTO row: desirable when the response's score meets the threshold."""
+    return {
+        "prompt": _user(prompt),
+        "completion": _assistant(response["response"]),
+        "label": float(response["score"]) >= threshold,
+        **meta,
+        "score": response["score"],
+        "source": source,
+    }
+
+
 def all_bad_prompts(rows: Sequence[dict[str, Any]], threshold: float) -> list[str]:
     """Prompt ids whose scored samples all fall below ``threshold`` (candidates for a reminder rescue)."""
     return [pid for pid, s in _scores(rows).items() if s and max(s) < threshold]
@@ -147,23 +161,8 @@ def build_preferences(
         }
 
         for s in samples:  # sample order
-            if s.get("score") is None:
-                continue
-            good = float(s["score"]) >= threshold
-            kto.append(
-                {
-                    "prompt": _user(s["prompt"]),
-                    "completion": _assistant(s["response"]),
-                    "label": good,
-                    **meta,
-                    "score": s["score"],
-                    "source": "sample",
-                }
-            )
-            if good:
-                stats.kto_desirable += 1
-            else:
-                stats.kto_undesirable += 1
+            if s.get("score") is not None:
+                kto.append(_kto_example(first["prompt"], s, threshold, meta, "sample"))
 
         chosen_pool = scored
         if float(best["score"]) < threshold:
@@ -176,17 +175,7 @@ def build_preferences(
                 chosen = {**rescue[0], "source": "reminder"}
                 chosen_pool = [chosen, *scored]
                 if float(chosen["score"]) >= threshold:
-                    kto.append(
-                        {
-                            "prompt": _user(first["prompt"]),
-                            "completion": _assistant(chosen["response"]),
-                            "label": True,
-                            **meta,
-                            "score": chosen["score"],
-                            "source": "reminder",
-                        }
-                    )
-                    stats.kto_desirable += 1
+                    kto.append(_kto_example(first["prompt"], chosen, threshold, meta, "reminder"))
         elif float(worst["score"]) >= threshold and float(worst["score"]) == float(best["score"]):
             stats.all_good += 1
             lv_stats["all_good"] += 1
@@ -198,17 +187,7 @@ def build_preferences(
                 chosen_pool = [*scored, worst]
                 stats.contrast_pairs_from_reminder += 1
                 lv_stats["contrast"] += 1
-                kto.append(
-                    {
-                        "prompt": _user(first["prompt"]),
-                        "completion": _assistant(worst["response"]),
-                        "label": False,
-                        **meta,
-                        "score": worst["score"],
-                        "source": "reminder",
-                    }
-                )
-                stats.kto_undesirable += 1
+                kto.append(_kto_example(first["prompt"], worst, threshold, meta, "reminder"))  # undesirable
 
         pairs: list[tuple[dict[str, Any], dict[str, Any]]] = []
         if pairing == "best_worst":
@@ -244,6 +223,8 @@ def build_preferences(
             )
         stats.dpo_pairs += len(pairs)
     stats.by_harm_level = {k: dict(v) for k, v in sorted(stats.by_harm_level.items())}
+    stats.kto_desirable = sum(1 for r in kto if r["label"])
+    stats.kto_undesirable = len(kto) - stats.kto_desirable
     return Preferences(dpo=dpo, kto=kto, stats=stats)
 
 
