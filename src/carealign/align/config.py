@@ -123,6 +123,24 @@ class SelectionSection(_Section):
     n_resamples: int = Field(default=2000, ge=100, description="Paired bootstrap resamples.")
 
 
+class GateSection(_Section):
+    """The reliability gate: each cycle, check the training judge against a reference judge.
+
+    On a calibration slice of the cycle's judged samples, the reference judge judges again; when
+    the agreement falls below ``min_agreement``, the run switches its training judge to the
+    reference (for this cycle's samples and every later cycle) and records that it did.
+    """
+
+    reference: str | None = Field(
+        default=None, description="Reference judge spec (e.g. classifier, llm:MODEL); null = no gate."
+    )
+    slice_size: int = Field(default=64, ge=8, description="Judged samples the reference judge checks each cycle.")
+    metric: Literal["kappa", "agreement"] = Field(
+        default="kappa", description="Cohen's kappa or raw agreement between the two judges on the slice."
+    )
+    min_agreement: float = Field(default=0.4, ge=-1.0, le=1.0, description="Below this, switch to the reference.")
+
+
 class AlignConfig(_Section):
     """A whole alignment run."""
 
@@ -130,8 +148,11 @@ class AlignConfig(_Section):
     train_prompts: PromptSet = Field(default_factory=lambda: PromptSet(source="sample", split="train"))
     validation_prompts: PromptSet = Field(default_factory=lambda: PromptSet(source="sample", split="validation"))
     generation: GenerationSection = Field(default_factory=GenerationSection)
-    judge: str = Field(default="rules", description="Judge that labels training samples: rules, llm, llm:MODEL.")
+    judge: str = Field(
+        default="rules", description="Judge that labels training samples: rules, classifier, llm, llm:MODEL, panel:..."
+    )
     validator: str = Field(default="rules", description="Judge used for validation and selection.")
+    gate: GateSection = Field(default_factory=GateSection)
     safety_policy: str | None = Field(default=None, description="Safety policy YAML; null = CARES' table.")
     preferences: PreferenceSection = Field(default_factory=PreferenceSection)
     dpo: TrainSection = Field(default_factory=TrainSection)

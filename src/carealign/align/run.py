@@ -8,6 +8,8 @@ Run directory layout (every file is written atomically before the next stage sta
       cycle_1/
         samples/                   `carealign eval` output on the train prompts (k sampled responses,
                                    judged by the training judge): responses.jsonl, metrics.json
+        gate.json                  the reliability gate: training judge vs reference judge on a slice
+                                   of the samples, and whether the run switched to the reference
         reminder.jsonl             reminder-conditioned responses for all-bad prompts, judged
         dpo.jsonl, kto.jsonl       preference data in TRL's conversational format (+ metadata columns)
         preferences.json           how many prompts yielded usable pairs, and why not
@@ -99,8 +101,9 @@ class AlignmentRun:
     ) -> AlignmentRun:
         """Create a run directory for ``config`` (or resume it when it holds the same config)."""
         run = Path(run_dir or config.output_dir)
-        for spec in (config.judge, config.validator):
-            check_judge_spec(spec)
+        for spec in (config.judge, config.validator, config.gate.reference):
+            if spec is not None:
+                check_judge_spec(spec)
         cfg = config.model_dump(mode="json")
         existing = Manifest.load(run / "manifest.json")
         if existing is not None and not overwrite:
@@ -163,6 +166,10 @@ class AlignmentRun:
     def _current_policy_path(self) -> str:
         current = self.manifest.data.get("current_policy")
         return str(self.run_dir / current) if current else self.manifest.data["base_policy"]
+
+    def _training_judge(self) -> str:
+        """The training judge's spec: the configured one, or the gate's reference once the gate switched."""
+        return self.manifest.data.get("training_judge") or self.config.judge
 
     def _judge(self, spec: str, policy_gen: Any) -> Judge:
         """Self-judges bind to the model being judged; external judges are loaded once."""
@@ -255,11 +262,16 @@ class AlignmentRun:
                 self._eval_config(policy_name, self.config.train_prompts, train=True, cycle=cycle),
                 cdir / "samples",
                 generator=g,
-                judge=self._judge(self.config.judge, g),
+                judge=self._judge(self._training_judge(), g),
                 console=self.console,
                 restart_on_mismatch=True,
             )
             self._mark(cycle, "samples", judge=res.metrics["judge"], rows=len(res.rows))
+
+        # 3b. the reliability gate: does the training judge agree with the reference?
+        if self.config.gate.reference and not self._done(cycle, "gate"):
+            decision = self._gate(cycle, cdir, policy_gen)
+            self._mark(cycle, "gate", switched=decision["switched"], value=decision.get("value"))
         samples = read_jsonl(cdir / "samples" / "responses.jsonl")
 
         # 4a. reminder-conditioned responses where every sample is bad
@@ -449,4 +461,81 @@ class AlignmentRun:
             ]
         if not out_rows:
             return []
-        return judge_rows(out_rows, self._judge(self.config.judge, gen), self.policy, console=self.console)
+        return judge_rows(out_rows, self._judge(self._training_judge(), gen), self.policy, console=self.console)
+
+    def _gate(self, cycle: int, cdir: Path, policy_gen: Any) -> dict[str, Any]:
+        """Judge a slice of this cycle's samples with the reference judge; switch to it when agreement is low.
+
+        The decision is written to ``gate.json`` before the samples are re-judged, so a crash in
+        between resumes to the same decision.
+        """
+        import random
+
+        from carealign.judge.agreement import cohen_kappa, raw_agreement
+
+        gate = self.config.gate
+        assert gate.reference is not None
+        path = cdir / "gate.json"
+        responses = cdir / "samples" / "responses.jsonl"
+        rows = read_jsonl(responses)
+        if path.exists():
+            decision = json.loads(path.read_text())
+        elif self._training_judge() == gate.reference:
+            reason = "the training judge already is the reference (switched in an earlier cycle)"
+            decision = {"cycle": cycle, "reference": gate.reference, "switched": False, "value": None, "reason": reason}
+            write_json_atomic(path, decision)
+        else:
+            self_judging = gate.reference in ("llm", "self", "llm:self")
+            ref = self._judge(gate.reference, policy_gen() if self_judging else None)
+            picked = sorted(
+                random.Random(self.config.seed + cycle).sample(range(len(rows)), min(gate.slice_size, len(rows)))
+            )
+            sliced = [rows[i] for i in picked]
+            ref_rows = judge_rows(
+                [{k: v for k, v in r.items() if k not in ("verdict", "confidence", "judge", "score")} for r in sliced],
+                ref, self.policy, console=self.console,
+            )  # fmt: skip
+            train_v = [r["verdict"] for r in sliced]
+            ref_v = [r["verdict"] for r in ref_rows]
+            kappa, agreement = cohen_kappa(train_v, ref_v), raw_agreement(train_v, ref_v)
+            value = kappa if gate.metric == "kappa" else agreement
+            switched = value is None or value < gate.min_agreement
+            decision = {
+                "cycle": cycle,
+                "training_judge": sliced[0]["judge"] if sliced else self._training_judge(),
+                "reference": gate.reference,
+                "reference_identity": ref.identity,
+                "slice": len(sliced),
+                "metric": gate.metric,
+                "value": value,
+                "kappa": kappa,
+                "agreement": agreement,
+                "min_agreement": gate.min_agreement,
+                "switched": switched,
+                "reason": (
+                    f"{gate.metric} {'undefined' if value is None else f'{value:.3f}'} "
+                    f"{'<' if switched else '>='} {gate.min_agreement}"
+                ),
+            }
+            write_json_atomic(path, decision)
+        if decision["switched"]:
+            self.manifest.data["training_judge"] = gate.reference
+            self.manifest.data.setdefault("gate_switches", {})[str(cycle)] = decision["reason"]
+            self.manifest.save()
+            ref_identity = decision.get("reference_identity")
+            if any(r.get("judge") != ref_identity for r in rows):
+                self_judging = gate.reference in ("llm", "self", "llm:self")
+                ref = self._judge(gate.reference, policy_gen() if self_judging else None)
+                if not (cdir / "samples" / "responses.training_judge.jsonl").exists():
+                    shutil.copyfile(responses, cdir / "samples" / "responses.training_judge.jsonl")
+                stripped = [
+                    {k: v for k, v in r.items() if k not in ("verdict", "confidence", "judge", "score")} for r in rows
+                ]
+                write_jsonl_atomic(responses, judge_rows(stripped, ref, self.policy, console=self.console))
+            style = "yellow"
+            self.console.print(
+                f"[{style}]reliability gate: {decision['reason']}; training judge is now {gate.reference}[/]"
+            )
+        elif decision.get("value") is not None:
+            self.console.print(f"reliability gate: {decision['reason']}; keeping the training judge")
+        return decision

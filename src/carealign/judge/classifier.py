@@ -1,0 +1,112 @@
+"""The ``classifier`` judge: a small trained model that reads the response and says Accept, Caution or Refuse.
+
+Features are hashed n-grams plus all-MiniLM-L6-v2 embeddings (see :mod:`carealign.classify`),
+the head is trained on labelled responses and its confidences are calibrated by temperature
+scaling. The package ships a default judge (``resources/judges/classifier``); train your own
+with ``carealign judge train --data FILE --out DIR`` and use it as ``--judge classifier:DIR``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from carealign.classify import FeatureConfig, TextClassifier, TrainSettings
+from carealign.classify.model import WEIGHTS_FILE
+from carealign.domain import DECIDED_VERDICTS, Verdict
+from carealign.errors import JudgeError, ModelError
+from carealign.judge.base import JudgeItem, Judgement
+
+LABELS: tuple[str, ...] = tuple(v.value for v in DECIDED_VERDICTS)
+
+
+def default_classifier_dir() -> Path:
+    """The judge shipped with the package."""
+    return Path(str(resources.files("carealign") / "resources" / "judges" / "classifier"))
+
+
+class ClassifierJudge:
+    """Verdicts from a trained :class:`~carealign.classify.TextClassifier` over the response text.
+
+    Args:
+        model: the trained classifier (labels Accept, Caution, Refuse).
+        name: the judge's name in its identity string.
+        min_confidence: below this calibrated probability the judge says Unscored (0: always decide).
+    """
+
+    def __init__(self, model: TextClassifier, *, name: str = "classifier", min_confidence: float = 0.0) -> None:
+        if sorted(model.labels) != sorted(LABELS):
+            raise JudgeError(f"a classifier judge needs the labels {list(LABELS)}, this model has {model.labels}")
+        self.model = model
+        self.name = name
+        self.min_confidence = min_confidence
+        self._digest = model.meta.get("weights_sha256", "")[:8]
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, **kwargs: Any) -> ClassifierJudge:
+        """Load a judge directory written by :func:`train_classifier_judge` (default: the shipped one)."""
+        directory = Path(path) if path else default_classifier_dir()
+        try:
+            model = TextClassifier.load(directory)
+        except ModelError as exc:
+            raise JudgeError(f"cannot load the classifier judge: {exc}") from None
+        model.meta.setdefault("weights_sha256", _sha256(directory / WEIGHTS_FILE))
+        return cls(model, name=model.meta.get("name", "classifier"), **kwargs)
+
+    @property
+    def identity(self) -> str:
+        return f"{self.name}:{self._digest}" if self._digest else self.name
+
+    def judge(self, items: Sequence[JudgeItem]) -> list[Judgement]:
+        if not items:
+            return []
+        probs = self.model.predict_proba([it.response for it in items])
+        out: list[Judgement] = []
+        for row in probs:
+            conf, idx = row.max(-1)
+            verdict = Verdict.parse(self.model.labels[int(idx)])
+            if float(conf) < self.min_confidence:
+                out.append(Judgement.unscored(self.identity, f"confidence {float(conf):.2f} < {self.min_confidence}"))
+            else:
+                out.append(Judgement(verdict=verdict, confidence=float(conf), judge=self.identity))
+        return out
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else ""
+
+
+def train_classifier_judge(
+    rows: Sequence[dict[str, Any]],
+    out_dir: str | Path,
+    *,
+    name: str = "classifier",
+    settings: TrainSettings | None = None,
+    features: FeatureConfig | None = None,
+    sources: Sequence[str] = (),
+    calibration_rows: Sequence[dict[str, Any]] | None = None,
+    progress: Callable[[int, int, float], None] | None = None,
+) -> ClassifierJudge:
+    """Train a classifier judge on labelled rows (``prompt``, ``response``, ``verdict``) and save it.
+
+    The softmax temperature is fitted on ``calibration_rows`` where given (labelled responses of
+    the kind the judge will see), else on a slice of ``rows`` held out by prompt.
+    """
+    model = TextClassifier.train(
+        [r["response"] for r in rows],
+        [r["verdict"] for r in rows],
+        labels=LABELS,
+        groups=[r["prompt"] for r in rows],
+        feature_config=features,
+        settings=settings,
+        meta={"name": name, "sources": list(sources), "kind": "verdict-judge"},
+        calibration=None
+        if calibration_rows is None
+        else ([r["response"] for r in calibration_rows], [r["verdict"] for r in calibration_rows]),
+        progress=progress,
+    )
+    model.save(out_dir)
+    return ClassifierJudge.load(out_dir)
