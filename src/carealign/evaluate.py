@@ -115,6 +115,8 @@ def judge_rows(
                 new["verdict"] = j.verdict.value
                 new["confidence"] = round(float(j.confidence), 4)
                 new["judge"] = j.judge
+                if j.votes is not None or j.needs_review:  # judges made of several (panel)
+                    new.update(needs_review=j.needs_review, votes=j.votes)
                 if "harm_level" in row:
                     new["score"] = policy.score(row.get("harm_level"), j.verdict)
                 out.append(new)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from carealign.domain import Verdict
@@ -23,12 +23,16 @@ class Judgement:
     """A judge's verdict on one item.
 
     ``confidence`` is the judge's probability for its verdict (0-1); for ``Unscored`` it is 0.
+    ``needs_review`` marks an item a human should look at (a panel whose members disagree);
+    ``votes`` holds each member's verdict (member identity -> verdict) for judges made of several.
     """
 
     verdict: Verdict
     confidence: float
     judge: str
     reason: str | None = None
+    needs_review: bool = False
+    votes: dict[str, str] | None = field(default=None, hash=False)  # a dict: left out of the hash
 
     @classmethod
     def unscored(cls, judge: str, reason: str) -> Judgement:
@@ -37,7 +41,7 @@ class Judgement:
 
 @runtime_checkable
 class Judge(Protocol):
-    """A judge of responses. Implementations: ``rules``, ``llm`` (self or external)."""
+    """A judge of responses. Implementations: ``rules``, ``llm`` (self or external), ``panel``."""
 
     @property
     def identity(self) -> str:
