@@ -337,7 +337,8 @@ def test_agree_command_end_to_end(tmp_path: Path):
     assert report["input"] == str(inp)
 
     html = (out / "agreement.html").read_text()
-    assert html.count('src="data:image/png;base64,') == 5  # kappa, confusions, levels, vs human, reliability
+    # kappa, confusions, levels, strictness, confusions against the human labels, reliability
+    assert html.count('src="data:image/png;base64,') == 6
     assert "http://" not in html and "https://" not in html  # self-contained
     assert "0.562" in html and "field_stored" in html
     assert not list(out.glob(".*.tmp"))  # atomic writes leave no temporary files
@@ -375,7 +376,7 @@ def test_agree_reads_stored_confidences_and_panels(tmp_path: Path):
         assert report["judges"]["field_verdict"]["mean_confidence"] == pytest.approx(0.7)
         assert report["judges"][name]["identity"] == "panel[majority](always-refuse,always-accept)"
         assert report["human"] is None
-        assert (out / "agreement.html").read_text().count("data:image/png;base64,") == 3
+        assert (out / "agreement.html").read_text().count("data:image/png;base64,") == 4
     finally:
         unregister_judge("always-refuse")
         unregister_judge("always-accept")
@@ -432,3 +433,16 @@ def test_agree_with_one_judge_needs_human_labels(tmp_path: Path):
     assert res.exit_code == 0, res.output
     report = json.loads((tmp_path / "o" / "agreement.json").read_text())
     assert report["pairwise"] == [] and report["human"]["judges"]["rules"]["accuracy"] == 1.0
+
+
+def test_agreement_page_without_harm_levels_or_human_labels():
+    from carealign.report.agreement import render_agreement_html
+
+    rows = [{"verdict_a": a, "verdict_b": b} for a, b in zip(KAPPA_A, KAPPA_B, strict=True)]
+    report = agreement_report(rows, ["a", "b"], n_resamples=50)
+    assert report["by_harm_level"] == {"a": {}, "b": {}}
+    assert all(s["difference"] is None and s["stricter"] is None for s in report["strictness"])
+    html = render_agreement_html(report)
+    assert html.count("data:image/png;base64,") == 2  # kappa and confusion matrix only
+    assert "No row has a harm level." in html and "0.545" in html
+    assert "Against human labels" not in html

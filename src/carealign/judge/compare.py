@@ -159,6 +159,8 @@ def judge_all(
     from carealign.evaluate import judge_rows
 
     out = [dict(r) for r in rows]
+    # Build every judge before judging with any, so a model that fails to load fails fast.
+    built = {j.name: make_judge(j.spec, policy=scorer, **model_kwargs) for j in judges if j.stored_field is None}
     done: list[JudgeColumn] = []
     for j in judges:
         vcol, ccol = verdict_column(j.name), confidence_column(j.name)
@@ -174,7 +176,7 @@ def judge_all(
             identity = j.spec + (f" ({', '.join(stored_ids)})" if stored_ids else "")
             done.append(JudgeColumn(j.spec, j.name, identity))
             continue
-        judge = make_judge(j.spec, policy=scorer, **model_kwargs)
+        judge = built[j.name]
         bare = [{"prompt": r["prompt"], "response": r["response"], "harm_level": r.get("harm_level")} for r in rows]
         judged = judge_rows(bare, judge, policy, console=console, source=source)
         for row, res in zip(out, judged, strict=True):
@@ -232,14 +234,16 @@ def run_agreement(
     check_rows(rows, judges, human_field, source)
     policy = policy or SafetyPolicy.cares()
     scorer = None
-    if model is not None and any(j.stored_field is None and j.spec != "rules" for j in judges):
-        from carealign.generate.registry import load_generator
-
-        scorer = load_generator(model, dtype=dtype, device=device)
-    elif model is None and needs_policy_model([j.spec for j in judges]):
+    spec_list = [j.spec for j in judges if j.stored_field is None]
+    if needs_policy_model(spec_list) and model is None:
         raise JudgeError(
             "a self/llm judge is the policy judging itself; pass --model (the model that wrote the responses)"
         )
+    # Load the policy model only where a judge uses it: self-judging, or llm:MODEL naming the same model.
+    if model is not None and (needs_policy_model(spec_list) or any(f"llm:{model}" in s for s in spec_list)):
+        from carealign.generate.registry import load_generator
+
+        scorer = load_generator(model, dtype=dtype, device=device)
     judged, judges = judge_all(
         rows, judges, scorer=scorer, policy=policy, console=console, source=source, dtype=dtype, device=device
     )

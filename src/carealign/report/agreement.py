@@ -100,7 +100,7 @@ def plot_kappa_matrix(names: Sequence[str], values: Sequence[Sequence[float | No
     if len(names) < 2:
         return None
     k = len(names)
-    size = max(3.6, 1.1 * k + 1.8)
+    size = max(3.6, 0.8 * k + 2.0)
     fig = _new_figure(size + 1.0, size)
     ax = fig.subplots()
     m = np.array([[np.nan if v is None else float(v) for v in row] for row in values])
@@ -143,6 +143,49 @@ def plot_harm_levels(by_harm_level: Mapping[str, Mapping[str, Mapping[str, Any]]
         ax.tick_params(labelsize=8)
     handles, names = axes[0].get_legend_handles_labels()
     fig.legend(handles, names, loc="outside upper center", ncols=len(_STACK), fontsize=8, frameon=False)
+    return _png(fig)
+
+
+def plot_strictness(strict: Sequence[Mapping[str, Any]]) -> str | None:
+    """Heatmaps of the refuse-or-caution difference (row minus column, in points) on harmful and harmless prompts.
+
+    Positive (red): the row judge is stricter. A star marks a difference whose interval excludes 0.
+    """
+    if not any(s["difference"] is not None for s in strict):
+        return None
+    names: list[str] = []
+    for s in strict:
+        for n in (s["a"], s["b"]):
+            if n not in names:
+                names.append(n)
+    groups = [g for g in ("harmful", "harmless") if any(s["group"] == g for s in strict)]
+    k = len(names)
+    side = max(3.4, 0.62 * k + 1.9)
+    fig = _new_figure(side * len(groups) + 0.6, side)
+    axes = np.atleast_1d(fig.subplots(1, len(groups), squeeze=False).ravel())
+    im = None
+    for ax, group in zip(axes, groups, strict=True):
+        m = np.full((k, k), np.nan)
+        star = np.zeros((k, k), dtype=bool)
+        for s in strict:
+            if s["group"] != group or s["difference"] is None:
+                continue
+            i, j = names.index(s["a"]), names.index(s["b"])
+            m[i, j], m[j, i] = 100 * s["difference"], -100 * s["difference"]
+            star[i, j] = star[j, i] = bool(s["clear"])
+        im = ax.imshow(m, cmap="RdBu_r", vmin=-50, vmax=50)
+        for i in range(k):
+            for j in range(k):
+                if i != j and not np.isnan(m[i, j]):
+                    text = ("0" if round(m[i, j]) == 0 else f"{m[i, j]:+.0f}") + ("*" if star[i, j] else "")
+                    ax.text(j, i, text, ha="center", va="center", fontsize=8)
+        short = [_short(n, 18) for n in names]
+        ax.set_xticks(range(k), short, rotation=30, ha="right", fontsize=8)
+        ax.set_yticks(range(k), short, fontsize=8)
+        title = "harmful prompts (levels 2-3)" if group == "harmful" else "harmless prompts (level 0)"
+        ax.set_title(f"Row minus column, {title}", fontsize=9)
+    if im is not None:
+        fig.colorbar(im, ax=list(axes), shrink=0.8, label="refuse-or-caution difference (pp)")
     return _png(fig)
 
 
@@ -238,6 +281,7 @@ def agreement_view(report: Mapping[str, Any]) -> dict[str, Any]:
             "ci": _ci(s["difference_ci"], pp=True),
             "statement": s["statement"],
             "clear": s["clear"],
+            "stricter": s["stricter"] or "equal",
         }
         for s in report["strictness"]
     ]
@@ -325,6 +369,7 @@ def agreement_images(report: Mapping[str, Any]) -> dict[str, str | None]:
         "confusions": plot_confusions(pair_panels, labels),
         "kappa": plot_kappa_matrix(km["judges"], km["values"]),
         "levels": plot_harm_levels(report["by_harm_level"]),
+        "strictness": plot_strictness(report["strictness"]),
         "human_confusions": plot_confusions(human_panels, labels),
         "reliability": plot_reliability(report.get("human")),
     }
@@ -332,7 +377,7 @@ def agreement_images(report: Mapping[str, Any]) -> dict[str, str | None]:
 
 _EXTRA_CSS = """
 .stmt li{margin:3px 0}.stmt li.unclear{color:#666}
-.stmt b{font-weight:600}
+.stmt b{font-weight:600}details{margin:4px 0 10px}summary{cursor:pointer;color:#444}
 """
 
 _TEMPLATE = """<!DOCTYPE html>
@@ -371,7 +416,7 @@ whether one judges harmful or harmless prompts more strictly than another. Verdi
 <td class="num">{{ p.unscored }}</td><td class="num">{{ p.agreement }}</td>
 <td class="num">{{ p.kappa }}<span class="ci">{{ p.ci }}</span></td><td>{{ p.strength }}</td></tr>{% endfor %}</table>
 {% else %}<p>Only one judge: no pairwise agreement.</p>{% endif %}
-{% if img.kappa %}<img src="{{ img.kappa }}" alt="kappa matrix" style="max-width:560px">{% endif %}
+{% if img.kappa %}<img src="{{ img.kappa }}" alt="kappa matrix" style="max-width:640px">{% endif %}
 {% if img.confusions %}<h3>Confusion matrices (rows: judge A, columns: judge B; % of the row)</h3>
 <img src="{{ img.confusions }}" alt="confusion matrices">{% endif %}
 
@@ -380,8 +425,15 @@ whether one judges harmful or harmless prompts more strictly than another. Verdi
 stricter judge refuses or cautions more often; on harmless prompts (level 0) the stricter judge is the one that
 over-refuses. The bars show all responses (Unscored in grey); the table's shares are among the decided verdicts,
 with the mean safety score the policy gives them.</p>
-<ul class="stmt">{% for s in v.strict %}<li class="{{ '' if s.clear else 'unclear' }}">{{ s.statement }}</li>
-{% endfor %}</ul>
+{% set clear = v.strict | selectattr("clear") | list %}{% set unclear = v.strict | rejectattr("clear") | list %}
+{% if v.strict %}<h3>Clear differences (the 95% interval of the difference excludes 0)</h3>
+<ul class="stmt">{% for s in clear %}<li>{{ s.statement }}</li>{% else %}<li>None.</li>{% endfor %}</ul>
+{% if unclear %}<details><summary>Other comparisons ({{ unclear | length }}): no clear difference</summary>
+<ul class="stmt">{% for s in unclear %}<li class="unclear">{{ s.statement }}</li>{% endfor %}</ul></details>{% endif %}
+{% endif %}
+{% if img.strictness %}<p class="lead">Refuse-or-caution rate of the row judge minus that of the column judge, in
+percentage points, on the items both decided; red: the row judge is stricter; * the 95% interval excludes 0.</p>
+<img src="{{ img.strictness }}" alt="strictness differences">{% endif %}
 {% if img.levels %}<img src="{{ img.levels }}" alt="verdict shares by harm level">{% endif %}
 <table><tr><th>Judge</th><th>Harm level</th><th>n</th><th>Refuse</th><th>Caution</th><th>Accept</th>
 <th>Refuse or Caution</th><th>Unscored rate</th><th>Safety score</th></tr>
@@ -391,10 +443,12 @@ with the mean safety score the policy gives them.</p>
 {% else %}<tr><td colspan="9">No row has a harm level.</td></tr>{% endfor %}</table>
 {% if v.strict %}<h3>Which judge is stricter</h3>
 <table><tr><th>A</th><th>B</th><th>Prompts</th><th>Compared</th><th>A refuse-or-caution</th>
-<th>B refuse-or-caution</th><th>A − B</th></tr>
+<th>B refuse-or-caution</th><th>A − B</th><th>Stricter</th></tr>
 {% for s in v.strict %}<tr><td>{{ s.a }}</td><td>{{ s.b }}</td><td>{{ s.group }}</td><td class="num">{{ s.n }}</td>
 <td class="num">{{ s.rate_a }}</td><td class="num">{{ s.rate_b }}</td>
-<td class="num">{{ s.diff }}<span class="ci">{{ s.ci }}</span></td></tr>{% endfor %}</table>{% endif %}
+<td class="num">{{ s.diff }}<span class="ci">{{ s.ci }}</span></td>
+<td>{{ s.stricter }}{% if not s.clear and s.stricter != "equal" %} <span class="ci">(not clear)</span>{% endif %}</td>
+</tr>{% endfor %}</table>{% endif %}
 
 {% if v.human %}<h2 id="human">4. Against human labels</h2>
 <p class="lead">Each judge scored against the human verdicts in <code>{{ v.human.field }}</code>, over the items
