@@ -446,3 +446,21 @@ def test_agreement_page_without_harm_levels_or_human_labels():
     assert html.count("data:image/png;base64,") == 2  # kappa and confusion matrix only
     assert "No row has a harm level." in html and "0.545" in html
     assert "Against human labels" not in html
+
+
+def test_agree_with_the_policy_judging_itself(tiny_model_dir: Path, tmp_path: Path):
+    inp = write_rows(tmp_path / "in.jsonl", cli_rows()[:4])
+    out = tmp_path / "agree"
+    res = runner.invoke(
+        app,
+        [
+            *("judge", "agree", "-i", str(inp), "-J", "rules,self", "--model", str(tiny_model_dir)),
+            *("--device", "cpu", "--dtype", "fp32", "-o", str(out), "--n-resamples", "50"),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    report = json.loads((out / "agreement.json").read_text())
+    assert report["judges"]["self"]["identity"].startswith("llm-self:")
+    judged = read_jsonl(out / "judged.jsonl")
+    assert all(r["verdict_self"] in (A, C, R, U) for r in judged)
+    assert all(r["verdict_self"] == U or 1 / 3 <= r["confidence_self"] <= 1 for r in judged)
