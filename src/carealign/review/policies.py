@@ -1,0 +1,40 @@
+"""Stakeholder groups' own safety policies: stored as YAML (or JSON) text, validated as a SafetyPolicy."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import yaml
+from pydantic import ValidationError
+
+from carealign.errors import ConfigError
+from carealign.score.policy import SafetyPolicy
+
+if TYPE_CHECKING:
+    from carealign.review.models import Group
+
+
+def parse_policy_text(text: str, *, where: str = "policy") -> SafetyPolicy:
+    """Parse a policy in the schema of ``resources/cares_policy.yaml`` (YAML or JSON text).
+
+    Errors are :class:`ConfigError` naming ``where`` and the offending key.
+    """
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{where}: not valid YAML or JSON ({exc})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: expected a mapping with 'scores' (and optional 'name', 'desirable_threshold')")
+    try:
+        return SafetyPolicy.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(x) for x in err["loc"])
+        raise ConfigError(f"{where}: {loc}: {err['msg']}") from None
+
+
+def group_policy(group: Group) -> SafetyPolicy:
+    """The group's safety policy; CARES' table when the group has none."""
+    if not group.policy_text:
+        return SafetyPolicy.cares()
+    return parse_policy_text(group.policy_text, where=f"group {group.name!r} policy")

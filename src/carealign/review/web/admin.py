@@ -1,0 +1,291 @@
+"""Admin pages: users, groups (and their safety policies), import, export and the audit log."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
+from fastapi.responses import RedirectResponse, Response, StreamingResponse
+from sqlalchemy.orm import Session
+
+from carealign.errors import DataError
+from carealign.review import accounts
+from carealign.review.audit import Actor, audit_query, record
+from carealign.review.errors import InvalidInput, ReviewError
+from carealign.review.exports import EXPORT_KINDS, export_rows
+from carealign.review.importing import SourceRows, import_sources
+from carealign.review.web.app import render
+from carealign.review.web.deps import AdminAuth, Auth, Db, check_csrf
+
+router = APIRouter(prefix="/admin")
+AUDIT_PAGE = 100
+#: Largest JSONL upload accepted by the import page.
+MAX_UPLOAD_BYTES = 64 * 1024 * 1024
+
+Csrf = Annotated[str | None, Form(max_length=200)]
+
+
+def _groups_list(value: str | None) -> list[str]:
+    return [g.strip() for g in (value or "").replace(",", " ").split() if g.strip()]
+
+
+def _users_page(
+    request: Request, db: Session, auth: Auth, *, message: str | None = None, status: int = 200
+) -> Response:
+    ctx = {"users": accounts.list_users(db), "all_groups": accounts.list_groups(db), "message": message}
+    return render(request, "admin_users.html", ctx, status_code=status, auth=auth)
+
+
+@router.get("/users", summary="Users (admin)")
+def users_page(
+    request: Request, db: Db, auth: AdminAuth, done: Annotated[str | None, Query(max_length=100)] = None
+) -> Response:
+    return _users_page(request, db, auth, message=done)
+
+
+@router.post("/users", summary="Create a user (admin form)")
+def create_user_form(
+    request: Request,
+    db: Db,
+    auth: AdminAuth,
+    name: Annotated[str, Form(max_length=200)],
+    password: Annotated[str, Form(max_length=1024)],
+    role: Annotated[str, Form(max_length=20)] = "reviewer",
+    groups: Annotated[str | None, Form(max_length=2000)] = None,
+    csrf_token: Csrf = None,
+) -> Response:
+    check_csrf(auth, csrf_token)
+    try:
+        accounts.create_user(db, name, password, role, Actor.of(auth.user), groups=_groups_list(groups))
+        db.commit()
+    except ReviewError as exc:
+        db.rollback()
+        return _users_page(request, db, auth, message=str(exc), status=exc.status)
+    return RedirectResponse(f"/admin/users?done=created+{name}", status_code=303)
+
+
+@router.post("/users/{name}", summary="Change a user (admin form)")
+def update_user_form(
+    request: Request,
+    db: Db,
+    auth: AdminAuth,
+    name: str,
+    role: Annotated[str | None, Form(max_length=20)] = None,
+    groups: Annotated[str | None, Form(max_length=2000)] = None,
+    active: Annotated[str | None, Form(pattern="^(yes|no)$")] = None,
+    password: Annotated[str | None, Form(max_length=1024)] = None,
+    csrf_token: Csrf = None,
+) -> Response:
+    check_csrf(auth, csrf_token)
+    try:
+        accounts.update_user(
+            db,
+            name,
+            Actor.of(auth.user),
+            role=role or None,
+            groups=_groups_list(groups) if groups is not None else None,
+            active=None if active is None else active == "yes",
+            password=password or None,
+        )
+        db.commit()
+    except ReviewError as exc:
+        db.rollback()
+        return _users_page(request, db, auth, message=str(exc), status=exc.status)
+    return RedirectResponse(f"/admin/users?done=updated+{name}", status_code=303)
+
+
+def _groups_page(
+    request: Request, db: Session, auth: Auth, *, message: str | None = None, status: int = 200
+) -> Response:
+    ctx = {"groups": accounts.list_groups(db), "message": message}
+    return render(request, "admin_groups.html", ctx, status_code=status, auth=auth)
+
+
+@router.get("/groups", summary="Groups (admin)")
+def groups_page(
+    request: Request, db: Db, auth: AdminAuth, done: Annotated[str | None, Query(max_length=100)] = None
+) -> Response:
+    return _groups_page(request, db, auth, message=done)
+
+
+@router.post("/groups", summary="Create a group (admin form)")
+def create_group_form(
+    request: Request,
+    db: Db,
+    auth: AdminAuth,
+    name: Annotated[str, Form(max_length=200)],
+    reviews_required: Annotated[int, Form(ge=1, le=2)] = 1,
+    policy: Annotated[str | None, Form(max_length=20_000)] = None,
+    csrf_token: Csrf = None,
+) -> Response:
+    check_csrf(auth, csrf_token)
+    try:
+        accounts.create_group(db, name, Actor.of(auth.user), reviews_required=reviews_required, policy_text=policy)
+        db.commit()
+    except ReviewError as exc:
+        db.rollback()
+        return _groups_page(request, db, auth, message=str(exc), status=exc.status)
+    return RedirectResponse(f"/admin/groups?done=created+{name}", status_code=303)
+
+
+@router.post("/groups/{name}", summary="Change a group's reviews and safety policy (admin form)")
+def update_group_form(
+    request: Request,
+    db: Db,
+    auth: AdminAuth,
+    name: str,
+    reviews_required: Annotated[int | None, Form(ge=1, le=2)] = None,
+    policy: Annotated[str | None, Form(max_length=20_000)] = None,
+    csrf_token: Csrf = None,
+) -> Response:
+    check_csrf(auth, csrf_token)
+    try:
+        accounts.update_group(
+            db,
+            name,
+            Actor.of(auth.user),
+            reviews_required=reviews_required,
+            policy_text=policy if policy and policy.strip() else None,
+            clear_policy=policy is not None and not policy.strip(),
+        )
+        db.commit()
+    except ReviewError as exc:
+        db.rollback()
+        return _groups_page(request, db, auth, message=str(exc), status=exc.status)
+    return RedirectResponse(f"/admin/groups?done=updated+{name}", status_code=303)
+
+
+@router.get("/import", summary="Import page (admin)")
+def import_page(request: Request, db: Db, auth: AdminAuth) -> Response:
+    return render(request, "admin_import.html", {"groups": accounts.list_groups(db)}, auth=auth)
+
+
+def _read_upload(upload: UploadFile) -> list[dict[str, Any]]:
+    name = Path(upload.filename or "upload.jsonl").name
+    data = upload.file.read(MAX_UPLOAD_BYTES + 1)
+    if len(data) > MAX_UPLOAD_BYTES:
+        raise DataError(
+            f"larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MiB; import it with the command line", path=name
+        )
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise DataError("not UTF-8 text", path=name) from None
+    rows: list[dict[str, Any]] = []
+    for i, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"broken JSON line ({exc.msg} at column {exc.colno})", path=name, row=i) from None
+        if not isinstance(obj, dict):
+            raise DataError(f"expected a JSON object, got {type(obj).__name__}", path=name, row=i)
+        rows.append(obj)
+    if not rows:
+        raise DataError("no rows", path=name)
+    return rows
+
+
+@router.post("/import", summary="Import a JSONL file of judged responses (admin form)")
+def import_form(
+    request: Request,
+    db: Db,
+    auth: AdminAuth,
+    file: Annotated[UploadFile, File()],
+    group: Annotated[str, Form(max_length=64)],
+    reviews_required: Annotated[int | None, Form(ge=1, le=2)] = None,
+    pairs: Annotated[str | None, Form(pattern="^(yes|no)$")] = None,
+    max_pairs_per_prompt: Annotated[int, Form(ge=0, le=100)] = 1,
+    csrf_token: Csrf = None,
+) -> Response:
+    check_csrf(auth, csrf_token)
+    ctx: dict[str, Any] = {"groups": accounts.list_groups(db)}
+    try:
+        g = accounts.get_group(db, group)
+        name = Path(file.filename or "upload.jsonl").name
+        rows = _read_upload(file)
+        report = import_sources(
+            db,
+            [SourceRows(name, Path(name), rows)],
+            g,
+            Actor.of(auth.user),
+            reviews_required=reviews_required,
+            pairs=pairs != "no",
+            max_pairs_per_prompt=max_pairs_per_prompt,
+        )
+    except (DataError, ReviewError) as exc:
+        db.rollback()
+        status = exc.status if isinstance(exc, ReviewError) else 400
+        return render(request, "admin_import.html", {**ctx, "error": str(exc)}, status_code=status, auth=auth)
+    return render(request, "admin_import.html", {**ctx, "report": report}, auth=auth)
+
+
+@router.get("/export", summary="Export page (admin)")
+def export_page(request: Request, db: Db, auth: AdminAuth) -> Response:
+    return render(request, "admin_export.html", {"groups": accounts.list_groups(db), "kinds": EXPORT_KINDS}, auth=auth)
+
+
+def jsonl_download(db: Session, auth: Auth, kind: str, group: str | None) -> StreamingResponse:
+    """Stream an export as a JSONL download (recorded in the audit log)."""
+    if kind not in EXPORT_KINDS:
+        raise InvalidInput(f"export kind {kind!r}: expected one of {', '.join(EXPORT_KINDS)}")
+    if group is not None:
+        accounts.get_group(db, group)
+    rows = list(export_rows(db, kind, group))
+    record(
+        db,
+        Actor.of(auth.user),
+        "export",
+        target=f"export:{kind}",
+        new={"kind": kind, "group": group, "rows": len(rows)},
+    )
+    db.commit()
+
+    def body() -> Iterator[bytes]:
+        for row in rows:
+            yield (json.dumps(row, ensure_ascii=False, default=str) + "\n").encode("utf-8")
+
+    filename = f"{kind}{'-' + group if group else ''}.jsonl"
+    return StreamingResponse(
+        body(),
+        media_type="application/x-ndjson",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+@router.get("/export/{kind}.jsonl", summary="Download an export (admin)")
+def export_download(
+    db: Db, auth: AdminAuth, kind: str, group: Annotated[str | None, Query(max_length=64)] = None
+) -> Response:
+    return jsonl_download(db, auth, kind, group or None)
+
+
+@router.get("/audit", summary="Audit log (admin)")
+def audit_page(
+    request: Request,
+    db: Db,
+    auth: AdminAuth,
+    item: Annotated[str | None, Query(max_length=10, pattern=r"^[0-9]*$")] = None,
+    actor: Annotated[str | None, Query(max_length=128)] = None,
+    action: Annotated[str | None, Query(max_length=64)] = None,
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+) -> Response:
+    item_id = int(item) if item else None
+    q = audit_query(item_id=item_id, actor=actor or None, action=action or None)
+    entries = db.scalars(q.limit(AUDIT_PAGE + 1).offset((page - 1) * AUDIT_PAGE)).all()
+    ctx = {
+        "entries": entries[:AUDIT_PAGE],
+        "more": len(entries) > AUDIT_PAGE,
+        "page": page,
+        "filters": {"item": item_id, "actor": actor or "", "action": action or ""},
+    }
+    return render(request, "audit.html", ctx, auth=auth)
+
+
+@router.get("/audit.jsonl", summary="Download the audit log (admin)")
+def audit_download(db: Db, auth: AdminAuth) -> Response:
+    return jsonl_download(db, auth, "audit", None)

@@ -1,0 +1,166 @@
+"""The FastAPI application factory of the review service."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import timedelta
+from importlib import resources
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from sqlalchemy import text
+
+from carealign.errors import CarealignError
+from carealign.review.auth import LoginLimits, LoginRefused
+from carealign.review.db import open_database
+from carealign.review.errors import Conflict, ReviewError
+from carealign.review.web.deps import NotAuthenticated, optional_auth
+
+#: Response headers that keep pages out of frames and scripts to this origin.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+        "frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+
+@dataclass
+class ReviewSettings:
+    """Settings of one review service."""
+
+    db: str = field(metadata={"help": "Database: a SQLite path or URL, or a postgresql:// URL."})
+    secure_cookies: bool = field(default=False, metadata={"help": "Mark cookies Secure (serve over HTTPS)."})
+    session_lifetime: timedelta = field(default=timedelta(hours=12), metadata={"help": "Login session lifetime."})
+    login_limits: LoginLimits = field(default_factory=LoginLimits, metadata={"help": "Failed-login rate limits."})
+    migrate: bool = field(default=True, metadata={"help": "Bring the schema up to date on start."})
+
+
+def _is_api(request: Request) -> bool:
+    return request.url.path.startswith("/api/")
+
+
+def create_app(settings: ReviewSettings | str) -> FastAPI:
+    """Build the review app for a database (migrated forward on creation unless ``migrate`` is off)."""
+    if isinstance(settings, str):
+        settings = ReviewSettings(db=settings)
+    engine, sessions = open_database(settings.db, migrate=settings.migrate)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        engine.dispose()
+
+    app = FastAPI(
+        title="carealign review",
+        description="Clinician review of healthcare assistant responses: labels, corrections, pairwise choices.",
+        version="1",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessions = sessions
+    package = resources.files("carealign.review")
+    templates = Jinja2Templates(directory=str(package.joinpath("templates")))
+    templates.env.globals["harm_class"] = lambda lv: f"harm harm-{lv if lv is not None else 'unknown'}"
+    app.state.templates = templates
+    app.mount("/static", StaticFiles(directory=str(package.joinpath("static"))), name="static")
+
+    @app.middleware("http")
+    async def security_headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        response = await call_next(request)
+        for k, v in SECURITY_HEADERS.items():
+            response.headers.setdefault(k, v)
+        return response
+
+    _install_handlers(app)
+
+    from carealign.review.web import admin, api, pages
+
+    app.include_router(pages.router)
+    app.include_router(admin.router)
+    app.include_router(api.router)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        return {"status": "ok"}
+
+    return app
+
+
+def render(
+    request: Request, name: str, context: dict[str, Any] | None = None, *, status_code: int = 200, auth: Any = None
+) -> Response:
+    """Render a page template with the logged-in user, their CSRF token and their groups."""
+    ctx: dict[str, Any] = {"auth": auth, "user": auth.user if auth else None}
+    ctx["csrf_token"] = auth.csrf_token if auth else None
+    ctx.update(context or {})
+    return request.app.state.templates.TemplateResponse(request, name, ctx, status_code=status_code)
+
+
+def _error_page(request: Request, status: int, message: str) -> Response:
+    db = request.app.state.sessions()
+    try:
+        auth = optional_auth(request, db)
+        return render(request, "error.html", {"status": status, "message": message}, status_code=status, auth=auth)
+    finally:
+        db.close()
+
+
+def _install_handlers(app: FastAPI) -> None:
+    @app.exception_handler(NotAuthenticated)
+    async def not_authenticated(request: Request, _exc: NotAuthenticated) -> Response:
+        if _is_api(request):
+            return JSONResponse({"detail": "not logged in"}, status_code=401)
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return RedirectResponse(f"/login?next={quote(target)}", status_code=303)
+
+    @app.exception_handler(LoginRefused)
+    async def login_refused(request: Request, exc: LoginRefused) -> Response:
+        headers = {"Retry-After": str(exc.retry_after)}
+        if _is_api(request):
+            return JSONResponse({"detail": str(exc)}, status_code=429, headers=headers)
+        response = _error_page(request, 429, str(exc))
+        response.headers.update(headers)
+        return response
+
+    @app.exception_handler(ReviewError)
+    async def review_error(request: Request, exc: ReviewError) -> Response:
+        if _is_api(request):
+            body: dict[str, Any] = {"detail": str(exc)}
+            if isinstance(exc, Conflict):
+                body["current"] = exc.current
+            return JSONResponse(body, status_code=exc.status)
+        return _error_page(request, exc.status, str(exc))
+
+    @app.exception_handler(CarealignError)
+    async def carealign_error(request: Request, exc: CarealignError) -> Response:
+        if _is_api(request):
+            return JSONResponse({"detail": str(exc)}, status_code=400)
+        return _error_page(request, 400, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        errors = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()
+        ]
+        if _is_api(request):
+            return JSONResponse({"detail": errors}, status_code=422)
+        message = "; ".join(f"{'.'.join(str(x) for x in e['loc'][1:])}: {e['msg']}" for e in errors)
+        return _error_page(request, 422, f"bad input: {message}")

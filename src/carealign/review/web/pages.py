@@ -1,0 +1,297 @@
+"""Pages for reviewers: log in and out, the queue, the review, pairwise and adjudication pages, group agreement."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Form, Query, Request
+from fastapi.responses import RedirectResponse, Response
+
+from carealign.review import accounts, reviewing
+from carealign.review.agreement import group_stats
+from carealign.review.auth import authenticate, end_session, start_session, tokens_match
+from carealign.review.errors import Conflict, Forbidden, InvalidInput
+from carealign.review.queue import TABS, claim_next, queue_count, queue_query
+from carealign.review.web.app import render
+from carealign.review.web.deps import LOGIN_CSRF_COOKIE, SESSION_COOKIE, CurrentAuth, Db, check_csrf
+from carealign.review.web.views import item_summary, item_view
+
+router = APIRouter()
+PAGE_SIZE = 50
+
+Text = Annotated[str | None, Form(max_length=20_000)]
+Csrf = Annotated[str | None, Form(max_length=200)]
+Version = Annotated[int, Form(ge=1, le=2**31 - 1)]
+Then = Annotated[str, Form(pattern="^(stay|next)$")]
+
+
+def _safe_next(target: str | None) -> str:
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return "/queue"
+
+
+def _set_cookie(request: Request, response: Response, name: str, value: str, max_age: int, samesite: str) -> None:
+    response.set_cookie(
+        name,
+        value,
+        max_age=max_age,
+        httponly=True,
+        samesite=samesite,  # type: ignore[arg-type]
+        secure=request.app.state.settings.secure_cookies,
+        path="/",
+    )
+
+
+@router.get("/", include_in_schema=False)
+def home() -> RedirectResponse:
+    return RedirectResponse("/queue", status_code=303)
+
+
+@router.get("/login", summary="Login page")
+def login_page(request: Request, next: Annotated[str | None, Query(max_length=500)] = None) -> Response:
+    token = request.cookies.get(LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(32)
+    response = render(request, "login.html", {"login_csrf": token, "next": _safe_next(next)})
+    _set_cookie(request, response, LOGIN_CSRF_COOKIE, token, 3600, "strict")
+    return response
+
+
+@router.post("/login", summary="Log in (form)")
+def login_form(
+    request: Request,
+    db: Db,
+    name: Annotated[str, Form(max_length=200)],
+    password: Annotated[str, Form(max_length=1024)],
+    csrf_token: Csrf = None,
+    next: Annotated[str | None, Form(max_length=500)] = None,
+) -> Response:
+    cookie = request.cookies.get(LOGIN_CSRF_COOKIE)
+    if not tokens_match(cookie, csrf_token):
+        raise Forbidden("the login form expired or was not sent from this site; reload the page and log in again")
+    ip = request.client.host if request.client else "unknown"
+    user = authenticate(db, name, password, ip, request.app.state.settings.login_limits)
+    if user is None:
+        ctx = {"login_csrf": cookie, "next": _safe_next(next), "error": "wrong user name or password", "name": name}
+        return render(request, "login.html", ctx, status_code=401)
+    token, _ = start_session(db, user, request.app.state.settings.session_lifetime)
+    response = RedirectResponse(_safe_next(next), status_code=303)
+    lifetime = int(request.app.state.settings.session_lifetime.total_seconds())
+    _set_cookie(request, response, SESSION_COOKIE, token, lifetime, "lax")
+    response.delete_cookie(LOGIN_CSRF_COOKIE, path="/")
+    return response
+
+
+@router.post("/logout", summary="Log out (form)")
+def logout_form(request: Request, db: Db, auth: CurrentAuth, csrf_token: Csrf = None) -> Response:
+    check_csrf(auth, csrf_token)
+    end_session(db, request.cookies.get(SESSION_COOKIE))
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+def _group_ids(db: Db, auth: Any, group: str | None) -> tuple[list[int], Any]:
+    visible = accounts.visible_groups(db, auth.user)
+    if group:
+        chosen = next((g for g in visible if g.name == group), None)
+        if chosen is None:
+            accounts.get_group(db, group)  # 404 when it does not exist
+            raise Forbidden(f"you are not a member of group {group!r}")
+        return [chosen.id], chosen
+    return [g.id for g in visible], None
+
+
+@router.get("/queue", summary="Review queue")
+def queue_page(
+    request: Request,
+    db: Db,
+    auth: CurrentAuth,
+    group: Annotated[str | None, Query(max_length=64)] = None,
+    tab: Annotated[str, Query(pattern="^(review|adjudicate|done)$")] = "review",
+    page: Annotated[int, Query(ge=1, le=100_000)] = 1,
+    saved: Annotated[int | None, Query(ge=0, le=2**31 - 1)] = None,
+    empty: Annotated[int | None, Query(ge=0, le=1)] = None,
+) -> Response:
+    ids, chosen = _group_ids(db, auth, group)
+    items = db.scalars(queue_query(auth.user, ids, tab).limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)).all()
+    counts = {t: queue_count(db, auth.user, ids, t) for t in TABS}
+    ctx = {
+        "groups": accounts.visible_groups(db, auth.user),
+        "group": chosen,
+        "tab": tab,
+        "items": [item_summary(i) for i in items],
+        "counts": counts,
+        "page": page,
+        "pages": max(1, -(-counts[tab] // PAGE_SIZE)),
+        "saved": saved,
+        "empty": empty,
+    }
+    return render(request, "queue.html", ctx, auth=auth)
+
+
+@router.post("/queue/next", summary="Take the next item to review (form)")
+def next_form(
+    db: Db,
+    auth: CurrentAuth,
+    csrf_token: Csrf = None,
+    group: Annotated[str | None, Form(max_length=64)] = None,
+) -> RedirectResponse:
+    check_csrf(auth, csrf_token)
+    ids, _ = _group_ids(db, auth, group or None)
+    item = claim_next(db, auth.user, ids)
+    suffix = f"group={group}&" if group else ""
+    if item is None:
+        return RedirectResponse(f"/queue?{suffix}empty=1", status_code=303)
+    return RedirectResponse(f"/items/{item.id}", status_code=303)
+
+
+def _item_page(
+    request: Request,
+    db: Db,
+    auth: Any,
+    item_id: int,
+    *,
+    status_code: int = 200,
+    message: str | None = None,
+    conflict: dict[str, Any] | None = None,
+    entered: dict[str, Any] | None = None,
+    saved: bool = False,
+    adjudication: bool = False,
+) -> Response:
+    db.expire_all()
+    item = reviewing.load_item(db, item_id, auth.user)
+    view = item_view(item, auth.user)
+    name = "adjudicate.html" if adjudication else ("pair.html" if item.kind == "pair" else "item.html")
+    ctx = {"item": view, "message": message, "conflict": conflict, "entered": entered or {}, "saved": saved}
+    return render(request, name, ctx, status_code=status_code, auth=auth)
+
+
+@router.get("/items/{item_id}", summary="Review page of an item")
+def item_page(
+    request: Request,
+    db: Db,
+    auth: CurrentAuth,
+    item_id: int,
+    saved: Annotated[int | None, Query(ge=0, le=1)] = None,
+) -> Response:
+    return _item_page(request, db, auth, item_id, saved=bool(saved))
+
+
+def _after_save(db: Db, auth: Any, item: Any, then: str) -> RedirectResponse:
+    if then == "next":
+        nxt = claim_next(db, auth.user, [item.group_id])
+        if nxt is not None:
+            return RedirectResponse(f"/items/{nxt.id}", status_code=303)
+        return RedirectResponse(f"/queue?group={item.group.name}&saved={item.id}&empty=1", status_code=303)
+    return RedirectResponse(f"/items/{item.id}?saved=1", status_code=303)
+
+
+def _refused(
+    request: Request, db: Db, auth: Any, item_id: int, exc: Exception, entered: dict[str, Any], adj: bool
+) -> Response:
+    if isinstance(exc, Conflict):
+        return _item_page(
+            request,
+            db,
+            auth,
+            item_id,
+            status_code=409,
+            message=str(exc),
+            conflict=exc.current,
+            entered=entered,
+            adjudication=adj,
+        )
+    return _item_page(request, db, auth, item_id, status_code=400, message=str(exc), entered=entered, adjudication=adj)
+
+
+@router.post("/items/{item_id}/review", summary="Set a verdict on a label item (form)")
+def review_form(
+    request: Request,
+    db: Db,
+    auth: CurrentAuth,
+    item_id: int,
+    version: Version,
+    verdict: Annotated[str, Form(max_length=20)],
+    corrected_response: Text = None,
+    note: Text = None,
+    csrf_token: Csrf = None,
+    then: Then = "stay",
+) -> Response:
+    check_csrf(auth, csrf_token)
+    entered = {"verdict": verdict, "corrected_response": corrected_response, "note": note}
+    try:
+        item = reviewing.submit_review(
+            db, item_id, auth.user, verdict=verdict, version=version, corrected_response=corrected_response, note=note
+        )
+    except (Conflict, InvalidInput) as exc:
+        return _refused(request, db, auth, item_id, exc, entered, False)
+    return _after_save(db, auth, item, then)
+
+
+@router.post("/items/{item_id}/choice", summary="Choose the better response of a pair item (form)")
+def choice_form(
+    request: Request,
+    db: Db,
+    auth: CurrentAuth,
+    item_id: int,
+    version: Version,
+    choice: Annotated[str, Form(max_length=10)],
+    note: Text = None,
+    csrf_token: Csrf = None,
+    then: Then = "stay",
+) -> Response:
+    check_csrf(auth, csrf_token)
+    entered = {"choice": choice, "note": note}
+    try:
+        item = reviewing.submit_choice(db, item_id, auth.user, choice=choice, version=version, note=note)
+    except (Conflict, InvalidInput) as exc:
+        return _refused(request, db, auth, item_id, exc, entered, False)
+    return _after_save(db, auth, item, then)
+
+
+@router.get("/items/{item_id}/adjudicate", summary="Adjudication page of an item")
+def adjudicate_page(request: Request, db: Db, auth: CurrentAuth, item_id: int) -> Response:
+    item = reviewing.load_item(db, item_id, auth.user)
+    if not reviewing.can_adjudicate(auth.user, item):
+        if item.status == "open":
+            raise Conflict(f"item {item_id} is still waiting for reviews")
+        raise Forbidden(f"you may not adjudicate item {item_id}")
+    return _item_page(request, db, auth, item_id, adjudication=True)
+
+
+@router.post("/items/{item_id}/adjudicate", summary="Adjudicate an item (form)")
+def adjudicate_form(
+    request: Request,
+    db: Db,
+    auth: CurrentAuth,
+    item_id: int,
+    version: Version,
+    verdict: Annotated[str | None, Form(max_length=20)] = None,
+    choice: Annotated[str | None, Form(max_length=10)] = None,
+    corrected_response: Text = None,
+    note: Text = None,
+    csrf_token: Csrf = None,
+) -> Response:
+    check_csrf(auth, csrf_token)
+    entered = {"verdict": verdict, "choice": choice, "corrected_response": corrected_response, "note": note}
+    try:
+        item = reviewing.adjudicate(
+            db,
+            item_id,
+            auth.user,
+            version=version,
+            verdict=verdict,
+            choice=choice,
+            corrected_response=corrected_response,
+            note=note,
+        )
+    except (Conflict, InvalidInput) as exc:
+        return _refused(request, db, auth, item_id, exc, entered, True)
+    return RedirectResponse(f"/items/{item.id}?saved=1", status_code=303)
+
+
+@router.get("/groups", summary="Groups: queue counts and reviewer agreement")
+def groups_page(request: Request, db: Db, auth: CurrentAuth) -> Response:
+    stats = [group_stats(db, g) for g in accounts.visible_groups(db, auth.user)]
+    return render(request, "groups.html", {"stats": stats}, auth=auth)
