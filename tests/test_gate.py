@@ -6,14 +6,14 @@ import json
 from pathlib import Path
 
 import pytest
+from tests.conftest import HashJudge
+from tests.test_align_run import tiny_config
 
 import carealign.align.run as run_mod
 from carealign.align import AlignmentRun, config_from_dict
 from carealign.domain import Verdict
 from carealign.io import read_jsonl
 from carealign.judge import Judgement, register_judge, unregister_judge
-from tests.conftest import HashJudge
-from tests.test_align_run import tiny_config
 
 
 class RefuseAll:

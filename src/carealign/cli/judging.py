@@ -87,3 +87,41 @@ def judge_train_cmd(
         recalls = [f"{rec[k]:.3f}" for k in ("Accept", "Caution", "Refuse")]
         table.add_row(f"{res['accuracy']:.3f}", f"{res['macro_f1']:.3f}", *recalls, f"{res['ece']:.3f}")
         console.print(table)
+
+
+@judge_app.command("ablate")
+@user_errors
+def judge_ablate_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="A finished (or stopped) `carealign align` run directory.")],
+    validators: Annotated[
+        str,
+        typer.Option("--validators", "-V", help="Comma-separated validator judge specs, e.g. rules,classifier,self."),
+    ],
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="Report JSON (default RUN_DIR/ablation.json).")
+    ] = None,
+) -> None:
+    """Re-run each cycle's selection with each validator on the stored candidates: where does the promotion change?"""
+    from carealign.io import write_json_atomic
+    from carealign.judge.ablate import ablate_validators
+
+    specs = [v.strip() for v in validators.split(",") if v.strip()]
+    report = ablate_validators(run_dir, specs, console=console)
+    target = out or run_dir / "ablation.json"
+    write_json_atomic(target, report)
+    table = Table(title=f"validator ablation of {run_dir}")
+    table.add_column("cycle", justify="right")
+    table.add_column("run's choice")
+    for spec in specs:
+        table.add_column(spec)
+    for c in report["cycles"]:
+        cells = []
+        for spec in specs:
+            e = c["by_validator"][spec]
+            mark = "" if e["promoted"] == c["original"]["promoted"] else " [bold yellow](changed)[/]"
+            scores = ", ".join(f"{n} {v:.2f}" for n, v in e["safety_score"].items() if v is not None)
+            cells.append(f"{e['promoted']}{mark}\n[dim]{scores}[/]")
+        table.add_row(str(c["cycle"]), f"{c['original']['promoted']} ({c['original']['validator']})", *cells)
+    console.print(table)
+    changed = sum(len(c["changes"]) for c in report["cycles"])
+    console.print(f"wrote [bold]{target}[/]: {changed} validator/cycle combination(s) change the promoted policy")

@@ -1,0 +1,157 @@
+"""A harm-level estimator: a trained classifier that reads a prompt and estimates its CARES harm level.
+
+Prompts from deployment logs or other datasets have no harm level, and the Safety Score needs
+one. The estimator is a :class:`~carealign.classify.TextClassifier` over the prompt text
+(n-grams + MiniLM sentence embeddings), trained on prompts with known levels: the bundled sample
+(train and validation splits; the test split is kept for measuring it) and, when the user has it,
+CARES-18K. The package ships one (``resources/harm/estimator``); ``carealign data train-harm``
+trains another.
+
+The costly mistake is calling a harmful prompt (level 2-3) harmless (level 0): its refusals would
+then be scored as errors. :func:`evaluate_estimator` reports that rate next to accuracy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from carealign.classify import FeatureConfig, TextClassifier, TrainSettings
+from carealign.classify.model import WEIGHTS_FILE
+from carealign.errors import DataError, ModelError
+
+LEVELS: tuple[str, ...] = ("0", "1", "2", "3")
+
+
+def default_estimator_dir() -> Path:
+    """The estimator shipped with the package."""
+    return Path(str(resources.files("carealign") / "resources" / "harm" / "estimator"))
+
+
+class HarmEstimator:
+    """Estimated harm levels (0-3) with calibrated confidence, from a trained prompt classifier."""
+
+    def __init__(self, model: TextClassifier) -> None:
+        if list(model.labels) != list(LEVELS):
+            raise ModelError(f"a harm estimator needs the labels {list(LEVELS)}, this model has {model.labels}")
+        self.model = model
+        self.digest = model.meta.get("weights_sha256", "")[:8]
+
+    @property
+    def identity(self) -> str:
+        return f"harm-estimator:{self.digest}" if self.digest else "harm-estimator"
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> HarmEstimator:
+        """Load an estimator directory (default: the shipped one)."""
+        directory = Path(path) if path else default_estimator_dir()
+        model = TextClassifier.load(directory)
+        weights = directory / WEIGHTS_FILE
+        model.meta.setdefault("weights_sha256", hashlib.sha256(weights.read_bytes()).hexdigest())
+        return cls(model)
+
+    @classmethod
+    def train(
+        cls,
+        prompts: Sequence[str],
+        levels: Sequence[int],
+        out_dir: str | Path,
+        *,
+        groups: Sequence[str] | None = None,
+        settings: TrainSettings | None = None,
+        features: FeatureConfig | None = None,
+        sources: Sequence[str] = (),
+        progress: Callable[[int, int, float], None] | None = None,
+    ) -> HarmEstimator:
+        """Train on prompts with known levels and save to ``out_dir``.
+
+        ``groups`` (e.g. the base prompt of CARES' adversarial rewrites) keeps rewrites of one
+        prompt together on one side of the calibration split.
+        """
+        model = TextClassifier.train(
+            list(prompts),
+            [str(int(lv)) for lv in levels],
+            labels=LEVELS,
+            groups=groups,
+            feature_config=features or FeatureConfig(embeddings="contextual"),
+            settings=settings or TrainSettings(hidden=64, epochs=30),
+            meta={"kind": "harm-estimator", "sources": list(sources)},
+            progress=progress,
+        )
+        model.save(out_dir)
+        return cls.load(out_dir)
+
+    def predict(self, prompts: Sequence[str]) -> list[tuple[int, float, list[float]]]:
+        """For each prompt: (estimated level, its probability, the probabilities of levels 0-3)."""
+        probs = self.model.predict_proba(list(prompts))
+        out = []
+        for row in probs:
+            conf, idx = row.max(-1)
+            out.append((int(self.model.labels[int(idx)]), float(conf), [round(float(p), 4) for p in row]))
+        return out
+
+
+def estimate_rows(
+    rows: Sequence[dict[str, Any]],
+    estimator: HarmEstimator,
+    *,
+    field: str = "prompt",
+    replace: bool = False,
+    source: str = "input",
+) -> list[dict[str, Any]]:
+    """Add ``harm_level`` (estimated), ``harm_level_confidence``, ``harm_level_probs`` and ``harm_level_source``.
+
+    Rows that already carry a ``harm_level`` keep it (``harm_level_source: given``) and get the
+    estimate in ``harm_level_estimate`` for comparison, unless ``replace`` is set.
+    """
+    for i, row in enumerate(rows, start=1):
+        if not isinstance(row.get(field), str) or not row[field].strip():
+            raise DataError(f"missing or empty prompt text; every row needs '{field}'", path=source, row=i, field=field)
+    preds = estimator.predict([r[field] for r in rows])
+    out = []
+    for row, (level, conf, probs) in zip(rows, preds, strict=True):
+        new = dict(row)
+        given = row.get("harm_level")
+        extra = {
+            "harm_level_confidence": round(conf, 4),
+            "harm_level_probs": probs,
+            "harm_level_model": estimator.identity,
+        }
+        if given is not None and not replace:
+            new.update(harm_level_source="given", harm_level_estimate=level, **extra)
+        else:
+            new.update(harm_level=level, harm_level_source="estimated", **extra)
+        out.append(new)
+    return out
+
+
+def evaluate_estimator(estimator: HarmEstimator, prompts: Sequence[str], levels: Sequence[int]) -> dict[str, Any]:
+    """Accuracy, within-one accuracy, macro-F1, confusion matrix, and the harmful-called-harmless rate.
+
+    ``harmful_as_harmless`` is the share of level 2-3 prompts estimated as level 0;
+    ``harmless_as_harmful`` the share of level-0 prompts estimated as 2-3.
+    """
+    from carealign.judge.agreement import confusion_matrix, macro_f1, per_class_recall
+
+    preds = [p[0] for p in estimator.predict(prompts)]
+    truth = [str(int(x)) for x in levels]
+    pred_s = [str(p) for p in preds]
+    harmful = [i for i, t in enumerate(levels) if t >= 2]
+    harmless = [i for i, t in enumerate(levels) if t == 0]
+    n = len(levels)
+    return {
+        "estimator": estimator.identity,
+        "rows": n,
+        "accuracy": sum(t == p for t, p in zip(truth, pred_s, strict=True)) / n if n else None,
+        "within_one": sum(abs(int(t) - p) <= 1 for t, p in zip(truth, preds, strict=True)) / n if n else None,
+        "macro_f1": macro_f1(truth, pred_s, LEVELS),
+        "per_level_recall": per_class_recall(truth, pred_s, LEVELS),
+        "confusion": {"labels": list(LEVELS), "rows_truth_cols_estimate": confusion_matrix(truth, pred_s, LEVELS)},
+        "harmful_as_harmless": sum(preds[i] == 0 for i in harmful) / len(harmful) if harmful else None,
+        "harmless_as_harmful": sum(preds[i] >= 2 for i in harmless) / len(harmless) if harmless else None,
+        "harmful_rows": len(harmful),
+        "harmless_rows": len(harmless),
+    }

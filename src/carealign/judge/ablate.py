@@ -1,0 +1,123 @@
+"""Validator ablation: would another validator have promoted another policy?
+
+For every finished cycle of an alignment run, the stored validation responses of the current
+policy and of each candidate (DPO, KTO) are judged again by each validator, and the run's
+selection rule is applied again. Nothing is regenerated: the candidates are exactly the ones
+the run trained. Self-judging validators (``self``/``llm``) load each candidate's model, so each
+policy judges its own responses, as it would have in the run.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from carealign.errors import ConfigError
+from carealign.evaluate import judge_rows
+from carealign.io import read_jsonl
+from carealign.judge.registry import check_judge_spec
+from carealign.score.metrics import compute_metrics
+from carealign.select import SelectionRule, select
+
+_JUDGED = ("verdict", "confidence", "judge", "score", "needs_review", "votes")
+_SELF = ("llm", "self", "llm:self")
+
+
+def _strip(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: v for k, v in r.items() if k not in _JUDGED} for r in rows]
+
+
+def ablate_validators(
+    run_dir: str | Path,
+    validators: Sequence[str],
+    *,
+    console: Console | None = None,
+) -> dict[str, Any]:
+    """Re-run each finished cycle's selection with each validator; report where the promoted policy changes.
+
+    Returns ``{"run": ..., "validators": [...], "cycles": [{"cycle", "original": {...},
+    "by_validator": {spec: {"promoted", "reason", "safety": {name: score}}}, "changes": [...]}]}``.
+    """
+    from carealign.align.run import AlignmentRun
+
+    run_dir = Path(run_dir)
+    if not validators:
+        raise ConfigError("name at least one validator (--validators rules,classifier,...)")
+    for spec in validators:
+        check_judge_spec(spec)
+    if not (run_dir / "manifest.json").exists():
+        raise ConfigError(f"{run_dir} is not an alignment run directory (no manifest.json)")
+    run = AlignmentRun.resume(run_dir, console=console)
+    cfg = run.config
+    cycles = sorted(
+        int(p.name.removeprefix("cycle_")) for p in run_dir.glob("cycle_*") if (p / "selection.json").exists()
+    )
+    if not cycles:
+        raise ConfigError(f"{run_dir} has no finished cycle (no cycle_N/selection.json)")
+    report: dict[str, Any] = {"run": str(run_dir), "validators": list(validators), "cycles": []}
+    for cycle in cycles:
+        cdir = run_dir / f"cycle_{cycle}"
+        original = json.loads((cdir / "selection.json").read_text())
+        vdir = cdir / "validation"
+        names = ["current"] + [m for m in ("dpo", "kto") if (vdir / m / "responses.jsonl").exists()]
+        stored = {n: read_jsonl(vdir / n / "responses.jsonl") for n in names}
+        policy_spec = original.get("policy") or cfg.policy_model
+        start_path = (
+            str(run_dir / policy_spec) if (run_dir / policy_spec).exists() else run.manifest.data["base_policy"]
+        )
+        entry: dict[str, Any] = {
+            "cycle": cycle,
+            "original": {"validator": original.get("validator"), "promoted": original["promoted"]},
+            "by_validator": {},
+        }
+        for spec in validators:
+            judged: dict[str, list[dict[str, Any]]] = {}
+            for name in names:
+                if spec in _SELF:
+                    adapter = None
+                    if name != "current":
+                        info = json.loads((cdir / name / "train.json").read_text())
+                        adapter = run_dir / info["adapter"]
+                    gen = run._load(start_path, f"cycle_{cycle}/{name}", adapter)
+                    judge = run._judge(spec, gen)
+                else:
+                    judge = run._judge(spec, None)
+                judged[name] = judge_rows(_strip(stored[name]), judge, run.policy, console=console)
+            metrics = {n: compute_metrics(rows, n_resamples=200, seed=cfg.seed) for n, rows in judged.items()}
+            sel = cfg.selection
+            rule = SelectionRule(
+                max_erroneous_refusal_increase=sel.max_erroneous_refusal_increase,
+                min_improvement=sel.min_improvement,
+                confidence=sel.confidence,
+                n_resamples=sel.n_resamples,
+                seed=cfg.seed + cycle,
+            )
+            cands = {n: judged[n] for n in names if n != "current"}
+            selection = select(
+                judged["current"],
+                cands,
+                rule,
+                current_metrics=metrics["current"],
+                candidate_metrics={n: metrics[n] for n in cands},
+                validator=spec,
+            )
+            entry["by_validator"][spec] = {
+                "promoted": selection.promoted,
+                "reason": selection.reason,
+                "judge": judged["current"][0]["judge"] if judged["current"] else spec,
+                "safety_score": {n: metrics[n]["safety_score"] for n in names},
+                "erroneous_refusal_rate": {n: metrics[n]["erroneous_refusal_rate"] for n in names},
+            }
+        promoted = {v: e["promoted"] for v, e in entry["by_validator"].items()}
+        entry["changes"] = [
+            f"{v} promotes {p} where the run's validator ({original.get('validator')}) promoted {original['promoted']}"
+            for v, p in promoted.items()
+            if p != original["promoted"]
+        ]
+        entry["validators_disagree"] = len(set(promoted.values())) > 1
+        report["cycles"].append(entry)
+    return report
