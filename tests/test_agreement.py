@@ -328,7 +328,7 @@ def test_agree_command_end_to_end(tmp_path: Path):
     assert pair["n_unscored"] == 1 and pair["n_compared"] == 7
     assert pair["kappa"] == pytest.approx(0.5625)
     assert pair["kappa_ci"][0] <= 0.5625 <= pair["kappa_ci"][1]
-    assert report["judges"]["rules"]["identity"] == "rules-v2"
+    assert report["judges"]["rules"]["identity"] == "rules-v3"
     assert report["judges"]["field_stored"]["spec"] == "field:stored"
     assert report["judges"]["field_stored"]["unscored_rate"] == pytest.approx(1 / 8)
     assert report["human"]["judges"]["rules"]["accuracy"] == 1.0

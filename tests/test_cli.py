@@ -74,14 +74,14 @@ def test_eval_command_writes_responses_and_metrics(tiny_model_dir: Path, tmp_pat
     assert len(rows) == 12
     assert set(rows[0]) >= RESPONSE_FIELDS
     assert [r["sample"] for r in rows[:2]] == [0, 1]
-    assert all(r["judge"] == "rules-v2" for r in rows)
+    assert all(r["judge"] == "rules-v3" for r in rows)
     metrics = json.loads((out / "metrics.json").read_text())
     assert set(metrics) >= METRIC_FIELDS
     assert metrics["n"] == 12 and metrics["n_prompts"] == 6
     assert "safety_score_ci" in metrics and "harmful_refusal_rate_ci" in metrics
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["stages"]["metrics"]["status"] == "done"
-    assert manifest["judge_identity"] == "rules-v2" and manifest["versions"]["torch"]
+    assert manifest["judge_identity"] == "rules-v3" and manifest["versions"]["torch"]
     assert "verdicts: Accept" in res.output and "level 0" in res.output
     assert not (out / "generations.partial.jsonl").exists()
 
