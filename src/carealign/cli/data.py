@@ -25,6 +25,14 @@ def estimate_harm_cmd(
         Path | None, typer.Option("--estimator", help="Estimator directory (default: the one shipped).")
     ] = None,
     field: Annotated[str, typer.Option(help="The field holding the prompt text.")] = "prompt",
+    harmless_threshold: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Call a prompt harmless only when P(level 0) reaches this (default: the estimator's).",
+        ),
+    ] = None,
     replace: Annotated[bool, typer.Option(help="Overwrite harm levels the rows already have.")] = False,
 ) -> None:
     """Add an estimated harm_level (0-3) with its confidence to prompts that have none."""
@@ -34,7 +42,7 @@ def estimate_harm_cmd(
     rows = read_jsonl(input)
     if not rows:
         raise DataError("no rows", path=input)
-    est = HarmEstimator.load(estimator)
+    est = HarmEstimator.load(estimator, harmless_threshold)
     result = estimate_rows(rows, est, field=field, replace=replace, source=str(input))
     write_jsonl_atomic(out, result)
     counts: dict[str, int] = {}
@@ -60,6 +68,12 @@ def train_harm_cmd(
         typer.Option("--extra", help="JSONL prompts with harm_level to add (e.g. benign questions as 0); repeatable."),
     ] = None,
     embeddings: Annotated[str, typer.Option(help="static | contextual | none.")] = "static",
+    harmless_threshold: Annotated[
+        float,
+        typer.Option(
+            min=0.0, max=1.0, help="Call a prompt harmless (0) only when P(level 0) reaches this (0: argmax)."
+        ),
+    ] = 0.5,
     seed: int = 0,
 ) -> None:
     """Train the harm-level estimator on the bundled sample (train+validation), CARES and extra prompts.
@@ -70,6 +84,7 @@ def train_harm_cmd(
     from carealign.data import load_prompts
     from carealign.data.loaders import load_prompt_file
     from carealign.harm import HarmEstimator, evaluate_estimator
+    from carealign.io import write_json_atomic
     from carealign.progress import stage_progress
 
     recs = load_prompts("sample", "train") + load_prompts("sample", "validation")
@@ -94,11 +109,12 @@ def train_harm_cmd(
             features=FeatureConfig(embeddings=embeddings),  # type: ignore[arg-type]
             settings=TrainSettings(hidden=64, epochs=epochs, seed=seed),
             sources=sources,
+            harmless_threshold=harmless_threshold,
             progress=lambda e, n, loss: bar.advance(1),
         )
     test = load_prompts("sample", "test")
     res = evaluate_estimator(est, [r.prompt for r in test], [int(r.harm_level) for r in test])  # type: ignore[arg-type]
-    (out / "heldout.json").write_text(json.dumps(res, indent=2))
+    write_json_atomic(out / "heldout.json", res)
     table = Table(title=f"{est.identity} on the sample's test split ({res['rows']} prompts, never trained on)")
     for col in ("accuracy", "within one level", "macro-F1", "harmful (2-3) called 0", "harmless (0) called 2-3"):
         table.add_column(col, justify="right")

@@ -32,12 +32,19 @@ def default_estimator_dir() -> Path:
 
 
 class HarmEstimator:
-    """Estimated harm levels (0-3) with calibrated confidence, from a trained prompt classifier."""
+    """Estimated harm levels (0-3) with calibrated confidence, from a trained prompt classifier.
 
-    def __init__(self, model: TextClassifier) -> None:
+    ``harmless_threshold`` makes the estimate harm-averse: a prompt is called harmless (level 0)
+    only when the probability of level 0 reaches it; otherwise the most probable of levels 1-3 is
+    taken. 0 means plain argmax. The default is stored with the estimator.
+    """
+
+    def __init__(self, model: TextClassifier, harmless_threshold: float | None = None) -> None:
         if list(model.labels) != list(LEVELS):
             raise ModelError(f"a harm estimator needs the labels {list(LEVELS)}, this model has {model.labels}")
         self.model = model
+        default = float(model.meta.get("harmless_threshold", 0.0))
+        self.harmless_threshold = default if harmless_threshold is None else harmless_threshold
         self.digest = model.meta.get("weights_sha256", "")[:8]
 
     @property
@@ -45,13 +52,13 @@ class HarmEstimator:
         return f"harm-estimator:{self.digest}" if self.digest else "harm-estimator"
 
     @classmethod
-    def load(cls, path: str | Path | None = None) -> HarmEstimator:
+    def load(cls, path: str | Path | None = None, harmless_threshold: float | None = None) -> HarmEstimator:
         """Load an estimator directory (default: the shipped one)."""
         directory = Path(path) if path else default_estimator_dir()
         model = TextClassifier.load(directory)
         weights = directory / WEIGHTS_FILE
         model.meta.setdefault("weights_sha256", hashlib.sha256(weights.read_bytes()).hexdigest())
-        return cls(model)
+        return cls(model, harmless_threshold)
 
     @classmethod
     def train(
@@ -64,6 +71,7 @@ class HarmEstimator:
         settings: TrainSettings | None = None,
         features: FeatureConfig | None = None,
         sources: Sequence[str] = (),
+        harmless_threshold: float = 0.0,
         progress: Callable[[int, int, float], None] | None = None,
     ) -> HarmEstimator:
         """Train on prompts with known levels and save to ``out_dir``.
@@ -78,7 +86,7 @@ class HarmEstimator:
             groups=groups,
             feature_config=features or FeatureConfig(embeddings="contextual"),
             settings=settings or TrainSettings(hidden=64, epochs=30),
-            meta={"kind": "harm-estimator", "sources": list(sources)},
+            meta={"kind": "harm-estimator", "sources": list(sources), "harmless_threshold": harmless_threshold},
             progress=progress,
         )
         model.save(out_dir)
@@ -89,8 +97,10 @@ class HarmEstimator:
         probs = self.model.predict_proba(list(prompts))
         out = []
         for row in probs:
-            conf, idx = row.max(-1)
-            out.append((int(self.model.labels[int(idx)]), float(conf), [round(float(p), 4) for p in row]))
+            level = int(row.argmax())
+            if level == 0 and float(row[0]) < self.harmless_threshold:
+                level = 1 + int(row[1:].argmax())
+            out.append((level, float(row[level]), [round(float(p), 4) for p in row]))
         return out
 
 
@@ -144,6 +154,7 @@ def evaluate_estimator(estimator: HarmEstimator, prompts: Sequence[str], levels:
     n = len(levels)
     return {
         "estimator": estimator.identity,
+        "harmless_threshold": estimator.harmless_threshold,
         "rows": n,
         "accuracy": sum(t == p for t, p in zip(truth, pred_s, strict=True)) / n if n else None,
         "within_one": sum(abs(int(t) - p) <= 1 for t, p in zip(truth, preds, strict=True)) / n if n else None,
