@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from sqlalchemy import delete, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from carealign.review.models import AuthSession, LoginAttempt, User, utcnow
 
@@ -132,7 +132,11 @@ def find_session(db: Session, token: str | None) -> AuthSession | None:
     """The live session of a cookie token (its user active), or ``None``."""
     if not token or len(token) > 128:
         return None
-    row = db.get(AuthSession, token_digest(token))
+    row = db.scalar(
+        select(AuthSession)
+        .where(AuthSession.id == token_digest(token))
+        .options(joinedload(AuthSession.user).selectinload(User.groups))
+    )
     if row is None or row.expires_at <= utcnow() or not row.user.active:
         return None
     return row

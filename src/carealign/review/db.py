@@ -8,6 +8,7 @@ restart loses no saved label.
 
 from __future__ import annotations
 
+import threading
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,59 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+class SQLiteWriteLock:
+    """One writer at a time inside this process, waiting in line instead of in SQLite's busy loop.
+
+    SQLite allows one write transaction at a time; a connection that finds the database locked
+    retries after sleeps of up to 100 ms (its busy handler), which under many concurrent requests
+    gives long, unfair waits. This lock is taken before a connection's first INSERT, UPDATE or
+    DELETE and released after its COMMIT or ROLLBACK, so writers of this process queue on a
+    ``threading.Lock`` and SQLite never sees two of them. Other processes (a ``carealign review
+    import`` next to the server) are still handled by SQLite's busy timeout.
+    """
+
+    def __init__(self, engine: Engine, timeout: float = SQLITE_BUSY_TIMEOUT_S) -> None:
+        self._lock = threading.Lock()
+        self._holder: int | None = None
+        self._timeout = timeout
+        dialect = engine.dialect
+        self._do_commit, self._do_rollback = dialect.do_commit, dialect.do_rollback
+        dialect.do_commit = self._commit  # type: ignore[method-assign]
+        dialect.do_rollback = self._rollback  # type: ignore[method-assign]
+        event.listen(engine, "before_cursor_execute", self._before_execute)
+        event.listen(engine.pool, "close", lambda dbapi_conn, _rec: self._release(dbapi_conn))
+        event.listen(engine.pool, "invalidate", lambda dbapi_conn, _rec, _exc: self._release(dbapi_conn))
+
+    @staticmethod
+    def _key(conn: Any) -> int:
+        return id(getattr(conn, "dbapi_connection", conn))
+
+    def _before_execute(self, conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        key = self._key(conn.connection)
+        if self._holder == key or statement.lstrip()[:6].upper() not in ("INSERT", "UPDATE", "DELETE"):
+            return
+        if not self._lock.acquire(timeout=self._timeout):
+            raise TimeoutError(f"no write access to the SQLite database within {self._timeout} s")
+        self._holder = key
+
+    def _release(self, conn: Any) -> None:
+        if self._holder is not None and self._holder == self._key(conn):
+            self._holder = None
+            self._lock.release()
+
+    def _commit(self, conn: Any) -> None:
+        try:
+            self._do_commit(conn)
+        finally:
+            self._release(conn)
+
+    def _rollback(self, conn: Any) -> None:
+        try:
+            self._do_rollback(conn)
+        finally:
+            self._release(conn)
+
+
 def make_engine(spec: str | Path) -> Engine:
     """An engine for a ``--db`` value (see :func:`database_url`)."""
     url = make_url(database_url(spec))
@@ -68,6 +122,7 @@ def make_engine(spec: str | Path) -> Engine:
             kwargs.update(pool_size=20, max_overflow=40)
         engine = create_engine(url, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
+        SQLiteWriteLock(engine)
         return engine
     try:
         import psycopg  # noqa: F401

@@ -204,7 +204,7 @@ def _judges(row: dict[str, Any], path: Path, i: int) -> list[tuple[str, str, flo
         if row[key] is None:
             continue
         name = key[len("verdict_") :]
-        obj = {"judge": name, "verdict": row[key], "confidence": row.get(f"confidence_{name}")}
+        obj = {"judge": name, key: row[key], f"confidence_{name}": row.get(f"confidence_{name}")}
         found.append(_verdict_entry(obj, "", path, i, verdict_key=key, confidence_key=f"confidence_{name}"))
     return list({judge: (judge, v, c) for judge, v, c in found}.values())
 

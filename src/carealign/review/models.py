@@ -205,10 +205,7 @@ class Item(Base):
     """
 
     __tablename__ = "items"
-    __table_args__ = (
-        UniqueConstraint("group_id", "key"),
-        Index("ix_items_queue", "group_id", "status", "priority"),
-    )
+    __table_args__ = (UniqueConstraint("group_id", "key"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     group_id: Mapped[int] = mapped_column(ForeignKey("groups.id"))
@@ -242,6 +239,10 @@ class Item(Base):
     reviews: Mapped[list[Review]] = relationship(order_by="Review.id", back_populates="item")
 
     __mapper_args__: ClassVar[dict[str, Any]] = {"version_id_col": version}
+
+
+#: The queue's order (highest priority first, oldest first among equals), served from one index.
+Index("ix_items_queue", Item.group_id, Item.status, Item.priority.desc(), Item.id)
 
 
 class Review(Base):

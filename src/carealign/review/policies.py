@@ -30,7 +30,8 @@ def parse_policy_text(text: str, *, where: str = "policy") -> SafetyPolicy:
     except ValidationError as exc:
         err = exc.errors()[0]
         loc = ".".join(str(x) for x in err["loc"])
-        raise ConfigError(f"{where}: {loc}: {err['msg']}") from None
+        msg = err["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"{where}: {msg if msg.startswith(loc) else f'{loc}: {msg}'}") from None
 
 
 def group_policy(group: Group) -> SafetyPolicy:

@@ -21,10 +21,11 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Select, exists, func, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased, joinedload, selectinload
 
 from carealign.domain import Verdict
 from carealign.review.models import Item, ItemStatus, JudgeVerdict, Review, User, utcnow
@@ -108,8 +109,12 @@ def pair_priority(
     return Priority(round(score, 4), tuple(reasons) + harm_reasons)
 
 
-def _reviewed_by(user: User):  # type: ignore[no-untyped-def]
-    return exists().where(Review.item_id == Item.id, Review.reviewer_id == user.id)
+def _reviewed_by(user: User, entity: Any = Item):  # type: ignore[no-untyped-def]
+    return exists().where(Review.item_id == entity.id, Review.reviewer_id == user.id)
+
+
+def _free(user: User, now: datetime, entity: Any = Item):  # type: ignore[no-untyped-def]
+    return or_(entity.claimed_by_id.is_(None), entity.claimed_by_id == user.id, entity.claimed_until < now)
 
 
 def queue_query(user: User, group_ids: Sequence[int], tab: str = "review") -> Select[tuple[Item]]:
@@ -121,14 +126,16 @@ def queue_query(user: User, group_ids: Sequence[int], tab: str = "review") -> Se
     """
     if tab not in TABS:
         raise ValueError(f"unknown queue tab {tab!r}; expected one of {', '.join(TABS)}")
-    q = select(Item).where(Item.group_id.in_(list(group_ids)))
+    q = (
+        select(Item)
+        .where(Item.group_id.in_(list(group_ids)))
+        .options(joinedload(Item.group), joinedload(Item.prompt), selectinload(Item.reviews))
+    )
     if tab == "review":
         now = utcnow()
-        q = q.where(
-            Item.status == ItemStatus.OPEN.value,
-            ~_reviewed_by(user),
-            or_(Item.claimed_by_id.is_(None), Item.claimed_by_id == user.id, Item.claimed_until < now),
-        ).order_by(Item.priority.desc(), Item.id)
+        q = q.where(Item.status == ItemStatus.OPEN.value, ~_reviewed_by(user), _free(user, now)).order_by(
+            Item.priority.desc(), Item.id
+        )
     elif tab == "adjudicate":
         q = q.where(Item.status == ItemStatus.ADJUDICATE.value)
         if not user.is_admin:
@@ -146,37 +153,55 @@ def queue_count(db: Session, user: User, group_ids: Sequence[int], tab: str) -> 
 
 
 def claim_next(db: Session, user: User, group_ids: Sequence[int]) -> Item | None:
-    """Reserve and return the next item for ``user`` to review (one already reserved for them first).
+    """Reserve and return the next item for ``user`` to review (see :func:`claim_next_id`). Commits."""
+    item_id = claim_next_id(db, user, group_ids)
+    return None if item_id is None else db.get(Item, item_id, populate_existing=True)
 
-    The reservation is a conditional UPDATE, so two reviewers asking at once never get the same
-    item. It does not change the item's version. Commits.
+
+def claim_next_id(db: Session, user: User, group_ids: Sequence[int]) -> int | None:
+    """Reserve the next item for ``user`` to review (one already reserved for them first); its id.
+
+    The reservation is one ``UPDATE ... WHERE id = (SELECT ... FOR UPDATE SKIP LOCKED LIMIT 1)
+    RETURNING id`` (PostgreSQL skips rows another reviewer is claiming; SQLite runs one writer at
+    a time), so two reviewers asking at once never get the same item. It does not change the
+    item's version. Commits.
     """
     if not group_ids:
         return None
     now = utcnow()
-    base = queue_query(user, group_ids, "review")
-    mine = db.scalar(base.where(Item.claimed_by_id == user.id, Item.claimed_until >= now).limit(1))
+    mine = db.scalar(
+        queue_query(user, group_ids, "review")
+        .where(Item.claimed_by_id == user.id, Item.claimed_until >= now)
+        .with_only_columns(Item.id)
+        .limit(1)
+    )
     if mine is not None:
-        return mine
-    for _ in range(5):  # a few rounds: candidates may be taken between the read and the update
-        candidates = db.scalars(base.with_only_columns(Item.id).limit(8)).all()
-        if not candidates:
+        return int(mine)
+    cand = aliased(Item)
+    candidates = (
+        select(cand.id)
+        .where(
+            cand.group_id.in_(list(group_ids)),
+            cand.status == ItemStatus.OPEN.value,
+            ~_reviewed_by(user, cand),
+            _free(user, now, cand),
+        )
+        .order_by(cand.priority.desc(), cand.id)
+        .limit(1)
+    )
+    pick = candidates.with_for_update(skip_locked=True, of=cand).scalar_subquery()
+    claim = (
+        update(Item)
+        .where(Item.id == pick, Item.status == ItemStatus.OPEN.value, _free(user, now))
+        .values(claimed_by_id=user.id, claimed_until=now + timedelta(minutes=CLAIM_MINUTES))
+        .returning(Item.id)
+        .execution_options(synchronize_session=False)
+    )
+    for _ in range(3):  # PostgreSQL: the picked row may change between the pick and the update
+        item_id = db.execute(claim).scalar()
+        db.commit()
+        if item_id is not None:
+            return int(item_id)
+        if db.scalar(candidates) is None:
             return None
-        for item_id in candidates:
-            result = db.execute(
-                update(Item)
-                .where(
-                    Item.id == item_id,
-                    Item.status == ItemStatus.OPEN.value,
-                    or_(Item.claimed_by_id.is_(None), Item.claimed_by_id == user.id, Item.claimed_until < now),
-                )
-                .values(claimed_by_id=user.id, claimed_until=now + timedelta(minutes=CLAIM_MINUTES))
-                .execution_options(synchronize_session=False)
-            )
-            db.commit()
-            if result.rowcount == 1:  # type: ignore[attr-defined]
-                item = db.get(Item, item_id)
-                if item is not None:
-                    db.refresh(item)
-                return item
     return None

@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, joinedload, selectinload
 from sqlalchemy.orm.exc import StaleDataError
 
 from carealign.domain import DECIDED_VERDICTS, Verdict
@@ -32,17 +32,25 @@ MAX_CORRECTION = 20_000
 MAX_NOTE = 5_000
 
 
-def load_item(db: Session, item_id: int, user: User) -> Item:
-    """The item, if ``user`` may see it (admin, or member of its group)."""
-    item = db.scalar(
-        select(Item)
-        .where(Item.id == item_id)
-        .options(
-            selectinload(Item.reviews).selectinload(Review.reviewer),
-            selectinload(Item.response).selectinload(Response.verdicts),
-            selectinload(Item.response_b).selectinload(Response.verdicts),
-        )
-    )
+def load_item(db: Session, item_id: int, user: User, *, with_verdicts: bool = True) -> Item:
+    """The item, if ``user`` may see it (admin, or member of its group).
+
+    ``with_verdicts`` also loads the judges' verdicts (pages show them; saving a review does not need them).
+    """
+    options = [
+        joinedload(Item.group),
+        joinedload(Item.prompt),
+        joinedload(Item.decided_by),
+        selectinload(Item.reviews).joinedload(Review.reviewer),
+    ]
+    if with_verdicts:
+        options += [
+            joinedload(Item.response).selectinload(Response.verdicts),
+            joinedload(Item.response_b).selectinload(Response.verdicts),
+        ]
+    else:
+        options += [joinedload(Item.response), joinedload(Item.response_b)]
+    item = db.scalar(select(Item).where(Item.id == item_id).options(*options))
     if item is None:
         raise NotFound(f"no item {item_id}")
     if not can_access_group(user, item.group_id):
@@ -142,7 +150,7 @@ def _settle(item: Item, user: User) -> None:
     if len(reviews) < item.required_reviews:
         item.status = ItemStatus.OPEN.value
         item.final_verdict = item.final_choice = item.final_response = item.decision = None
-        item.decided_by_id, item.decided_at = None, None
+        item.decided_by, item.decided_at = None, None
     elif len(set(values)) == 1:
         item.status = ItemStatus.DONE.value
         if item.kind == ItemKind.LABEL.value:
@@ -151,11 +159,11 @@ def _settle(item: Item, user: User) -> None:
         else:
             item.final_choice = values[0]
         item.decision = (Decision.SINGLE if item.required_reviews == 1 else Decision.AGREED).value
-        item.decided_by_id, item.decided_at = user.id, utcnow()
+        item.decided_by, item.decided_at = user, utcnow()
     else:
         item.status = ItemStatus.ADJUDICATE.value
         item.final_verdict = item.final_choice = item.final_response = item.decision = None
-        item.decided_by_id, item.decided_at = None, None
+        item.decided_by, item.decided_at = None, None
 
 
 def _review(
@@ -166,7 +174,7 @@ def _review(
     kind: ItemKind,
     fields: dict[str, Any],
 ) -> Item:
-    item = load_item(db, item_id, user)
+    item = load_item(db, item_id, user, with_verdicts=False)
     correction = fields.get("corrected_response")
     if correction is not None and correction == item.response.text.strip():
         fields["corrected_response"] = None  # no change is no correction
@@ -198,13 +206,11 @@ def _review(
     item.updated_at = now
     if item.claimed_by_id == user.id:
         item.claimed_by_id, item.claimed_until = None, None
-    _save(db, item, version, commit=False)
-    db.refresh(item, ["decided_by"])
-    new = {"review": _review_value(mine), "state": item_state(item)}
+    new = {"review": _review_value(mine), "state": {**item_state(item), "version": version + 1}}
     record(
         db, Actor.of(user), action, item_id=item.id, target=f"item:{item.id}", old=old, new=new, note=fields.get("note")
     )
-    _save(db, item, version, commit=True)
+    _save(db, item, version, commit=True)  # one flush: the version check, the changes and the audit entry
     return item
 
 
@@ -283,9 +289,7 @@ def adjudicate(
     item.final_note = _clean_text(note, MAX_NOTE, "note")
     item.status = ItemStatus.DONE.value
     item.decision = Decision.ADJUDICATED.value
-    item.decided_by_id, item.decided_at, item.updated_at = user.id, now, now
-    _save(db, item, version, commit=False)
-    db.refresh(item, ["decided_by"])
+    item.decided_by, item.decided_at, item.updated_at = user, now, now
     record(
         db,
         Actor.of(user),
@@ -293,8 +297,8 @@ def adjudicate(
         item_id=item.id,
         target=f"item:{item.id}",
         old=old,
-        new={"state": item_state(item)},
+        new={"state": {**item_state(item), "version": version + 1}},
         note=item.final_note,
     )
-    _save(db, item, version, commit=True)
+    _save(db, item, version, commit=True)  # one flush: the version check, the changes and the audit entry
     return item

@@ -18,7 +18,7 @@ from carealign.review.errors import InvalidInput, ReviewError
 from carealign.review.exports import EXPORT_KINDS, export_rows
 from carealign.review.importing import SourceRows, import_sources
 from carealign.review.web.app import render
-from carealign.review.web.deps import AdminAuth, Auth, Db, check_csrf
+from carealign.review.web.deps import AdminAuth, Auth, Db, ExportKind, NameParam, check_csrf
 
 router = APIRouter(prefix="/admin")
 AUDIT_PAGE = 100
@@ -72,7 +72,7 @@ def update_user_form(
     request: Request,
     db: Db,
     auth: AdminAuth,
-    name: str,
+    name: NameParam,
     role: Annotated[str | None, Form(max_length=20)] = None,
     groups: Annotated[str | None, Form(max_length=2000)] = None,
     active: Annotated[str | None, Form(pattern="^(yes|no)$")] = None,
@@ -86,7 +86,7 @@ def update_user_form(
             name,
             Actor.of(auth.user),
             role=role or None,
-            groups=_groups_list(groups) if groups is not None else None,
+            groups=_groups_list(groups),  # the form always sends the field; empty means no groups
             active=None if active is None else active == "yes",
             password=password or None,
         )
@@ -136,7 +136,7 @@ def update_group_form(
     request: Request,
     db: Db,
     auth: AdminAuth,
-    name: str,
+    name: NameParam,
     reviews_required: Annotated[int | None, Form(ge=1, le=2)] = None,
     policy: Annotated[str | None, Form(max_length=20_000)] = None,
     csrf_token: Csrf = None,
@@ -259,7 +259,10 @@ def jsonl_download(db: Session, auth: Auth, kind: str, group: str | None) -> Str
 
 @router.get("/export/{kind}.jsonl", summary="Download an export (admin)")
 def export_download(
-    db: Db, auth: AdminAuth, kind: str, group: Annotated[str | None, Query(max_length=64)] = None
+    db: Db,
+    auth: AdminAuth,
+    kind: ExportKind,
+    group: Annotated[str | None, Query(max_length=64)] = None,
 ) -> Response:
     return jsonl_download(db, auth, kind, group or None)
 

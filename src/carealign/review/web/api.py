@@ -30,6 +30,9 @@ from carealign.review.web.deps import (
     ApiWriteAuth,
     CurrentAuth,
     Db,
+    ExportKind,
+    ItemId,
+    NameParam,
 )
 from carealign.review.web.schemas import (
     AdjudicateIn,
@@ -118,7 +121,7 @@ def queue_next(db: Db, auth: ApiWriteAuth, body: NextIn) -> dict[str, Any]:
 
 
 @router.get("/items/{item_id}", summary="An item with its prompt, response(s), judge verdicts and reviews")
-def get_item(db: Db, auth: CurrentAuth, item_id: int) -> dict[str, Any]:
+def get_item(db: Db, auth: CurrentAuth, item_id: ItemId) -> dict[str, Any]:
     return item_view(reviewing.load_item(db, item_id, auth.user), auth.user)
 
 
@@ -127,7 +130,7 @@ def _fresh(db: Db, item: Any, auth: Any) -> dict[str, Any]:
 
 
 @router.post("/items/{item_id}/review", summary="Set (or change) your verdict on a label item")
-def review(db: Db, auth: ApiWriteAuth, item_id: int, body: ReviewIn) -> dict[str, Any]:
+def review(db: Db, auth: ApiWriteAuth, item_id: ItemId, body: ReviewIn) -> dict[str, Any]:
     item = reviewing.submit_review(
         db,
         item_id,
@@ -141,13 +144,13 @@ def review(db: Db, auth: ApiWriteAuth, item_id: int, body: ReviewIn) -> dict[str
 
 
 @router.post("/items/{item_id}/choice", summary="Choose the better response of a pair item")
-def choice(db: Db, auth: ApiWriteAuth, item_id: int, body: ChoiceBody) -> dict[str, Any]:
+def choice(db: Db, auth: ApiWriteAuth, item_id: ItemId, body: ChoiceBody) -> dict[str, Any]:
     item = reviewing.submit_choice(db, item_id, auth.user, choice=body.choice, version=body.version, note=body.note)
     return _fresh(db, item, auth)
 
 
 @router.post("/items/{item_id}/adjudicate", summary="Decide an item whose reviewers disagree")
-def adjudicate(db: Db, auth: ApiWriteAuth, item_id: int, body: AdjudicateIn) -> dict[str, Any]:
+def adjudicate(db: Db, auth: ApiWriteAuth, item_id: ItemId, body: AdjudicateIn) -> dict[str, Any]:
     item = reviewing.adjudicate(
         db,
         item_id,
@@ -179,7 +182,7 @@ def create_group(db: Db, auth: ApiAdminWriteAuth, body: GroupIn) -> dict[str, An
 
 
 @router.patch("/groups/{name}", summary="Change a group's reviews required or safety policy (admin)")
-def update_group(db: Db, auth: ApiAdminWriteAuth, name: str, body: GroupPatch) -> dict[str, Any]:
+def update_group(db: Db, auth: ApiAdminWriteAuth, name: NameParam, body: GroupPatch) -> dict[str, Any]:
     g = accounts.update_group(
         db,
         name,
@@ -205,7 +208,7 @@ def create_user(db: Db, auth: ApiAdminWriteAuth, body: UserIn) -> dict[str, Any]
 
 
 @router.patch("/users/{name}", summary="Change a user's role, groups, active flag or password (admin)")
-def update_user(db: Db, auth: ApiAdminWriteAuth, name: str, body: UserPatch) -> dict[str, Any]:
+def update_user(db: Db, auth: ApiAdminWriteAuth, name: NameParam, body: UserPatch) -> dict[str, Any]:
     u = accounts.update_user(
         db,
         name,
@@ -236,7 +239,12 @@ def import_rows(db: Db, auth: ApiAdminWriteAuth, body: ImportIn) -> dict[str, An
 
 
 @router.get("/export/{kind}", summary="Export labels, dpo, kto, judge or audit rows as JSONL (admin)")
-def export(db: Db, auth: AdminAuth, kind: str, group: Annotated[str | None, Query(max_length=64)] = None) -> Response:
+def export(
+    db: Db,
+    auth: AdminAuth,
+    kind: ExportKind,
+    group: Annotated[str | None, Query(max_length=64)] = None,
+) -> Response:
     return jsonl_download(db, auth, kind, group)
 
 

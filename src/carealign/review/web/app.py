@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import os
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -10,12 +11,14 @@ from importlib import resources
 from typing import Any
 from urllib.parse import quote
 
+import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import text
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from carealign.errors import CarealignError
 from carealign.review.auth import LoginLimits, LoginRefused
@@ -45,6 +48,33 @@ class ReviewSettings:
     session_lifetime: timedelta = field(default=timedelta(hours=12), metadata={"help": "Login session lifetime."})
     login_limits: LoginLimits = field(default_factory=LoginLimits, metadata={"help": "Failed-login rate limits."})
     migrate: bool = field(default=True, metadata={"help": "Bring the schema up to date on start."})
+    threads: int = field(
+        default=int(os.environ.get("CAREALIGN_REVIEW_THREADS", "8")),
+        metadata={"help": "Worker threads for requests (more only adds contention for the GIL and the database)."},
+    )
+
+
+class SecurityHeaders:
+    """ASGI middleware adding :data:`SECURITY_HEADERS` to every HTTP response (unless already set)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.headers = [(k.lower().encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                present = {k.lower() for k, _ in message.get("headers", [])}
+                message["headers"] = list(message.get("headers", [])) + [
+                    (k, v) for k, v in self.headers if k not in present
+                ]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 def _is_api(request: Request) -> bool:
@@ -59,6 +89,7 @@ def create_app(settings: ReviewSettings | str) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threads
         yield
         engine.dispose()
 
@@ -80,12 +111,7 @@ def create_app(settings: ReviewSettings | str) -> FastAPI:
     app.state.templates = templates
     app.mount("/static", StaticFiles(directory=str(package.joinpath("static"))), name="static")
 
-    @app.middleware("http")
-    async def security_headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        response = await call_next(request)
-        for k, v in SECURITY_HEADERS.items():
-            response.headers.setdefault(k, v)
-        return response
+    app.add_middleware(SecurityHeaders)
 
     _install_handlers(app)
 

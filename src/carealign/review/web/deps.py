@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Path, Request
 from sqlalchemy.orm import Session
 
 from carealign.review.auth import find_session, tokens_match
@@ -105,3 +105,10 @@ CurrentAuth = Annotated[Auth, Depends(current_auth)]
 AdminAuth = Annotated[Auth, Depends(admin_auth)]
 ApiWriteAuth = Annotated[Auth, Depends(api_write_auth)]
 ApiAdminWriteAuth = Annotated[Auth, Depends(api_admin_write_auth)]
+
+#: An item id in a URL (database integers are 32-bit on every backend).
+ItemId = Annotated[int, Path(ge=1, le=2**31 - 1, description="Item id.")]
+#: A user or group name in a URL.
+NameParam = Annotated[str, Path(min_length=1, max_length=64)]
+#: An export kind in a URL.
+ExportKind = Annotated[str, Path(min_length=1, max_length=16)]

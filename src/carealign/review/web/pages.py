@@ -12,9 +12,9 @@ from carealign.review import accounts, reviewing
 from carealign.review.agreement import group_stats
 from carealign.review.auth import authenticate, end_session, start_session, tokens_match
 from carealign.review.errors import Conflict, Forbidden, InvalidInput
-from carealign.review.queue import TABS, claim_next, queue_count, queue_query
+from carealign.review.queue import TABS, claim_next_id, queue_count, queue_query
 from carealign.review.web.app import render
-from carealign.review.web.deps import LOGIN_CSRF_COOKIE, SESSION_COOKIE, CurrentAuth, Db, check_csrf
+from carealign.review.web.deps import LOGIN_CSRF_COOKIE, SESSION_COOKIE, CurrentAuth, Db, ItemId, check_csrf
 from carealign.review.web.views import item_summary, item_view
 
 router = APIRouter()
@@ -139,11 +139,11 @@ def next_form(
 ) -> RedirectResponse:
     check_csrf(auth, csrf_token)
     ids, _ = _group_ids(db, auth, group or None)
-    item = claim_next(db, auth.user, ids)
+    item_id = claim_next_id(db, auth.user, ids)
     suffix = f"group={group}&" if group else ""
-    if item is None:
+    if item_id is None:
         return RedirectResponse(f"/queue?{suffix}empty=1", status_code=303)
-    return RedirectResponse(f"/items/{item.id}", status_code=303)
+    return RedirectResponse(f"/items/{item_id}", status_code=303)
 
 
 def _item_page(
@@ -172,7 +172,7 @@ def item_page(
     request: Request,
     db: Db,
     auth: CurrentAuth,
-    item_id: int,
+    item_id: ItemId,
     saved: Annotated[int | None, Query(ge=0, le=1)] = None,
 ) -> Response:
     return _item_page(request, db, auth, item_id, saved=bool(saved))
@@ -180,9 +180,9 @@ def item_page(
 
 def _after_save(db: Db, auth: Any, item: Any, then: str) -> RedirectResponse:
     if then == "next":
-        nxt = claim_next(db, auth.user, [item.group_id])
+        nxt = claim_next_id(db, auth.user, [item.group_id])
         if nxt is not None:
-            return RedirectResponse(f"/items/{nxt.id}", status_code=303)
+            return RedirectResponse(f"/items/{nxt}", status_code=303)
         return RedirectResponse(f"/queue?group={item.group.name}&saved={item.id}&empty=1", status_code=303)
     return RedirectResponse(f"/items/{item.id}?saved=1", status_code=303)
 
@@ -210,7 +210,7 @@ def review_form(
     request: Request,
     db: Db,
     auth: CurrentAuth,
-    item_id: int,
+    item_id: ItemId,
     version: Version,
     verdict: Annotated[str, Form(max_length=20)],
     corrected_response: Text = None,
@@ -234,7 +234,7 @@ def choice_form(
     request: Request,
     db: Db,
     auth: CurrentAuth,
-    item_id: int,
+    item_id: ItemId,
     version: Version,
     choice: Annotated[str, Form(max_length=10)],
     note: Text = None,
@@ -251,7 +251,7 @@ def choice_form(
 
 
 @router.get("/items/{item_id}/adjudicate", summary="Adjudication page of an item")
-def adjudicate_page(request: Request, db: Db, auth: CurrentAuth, item_id: int) -> Response:
+def adjudicate_page(request: Request, db: Db, auth: CurrentAuth, item_id: ItemId) -> Response:
     item = reviewing.load_item(db, item_id, auth.user)
     if not reviewing.can_adjudicate(auth.user, item):
         if item.status == "open":
@@ -265,7 +265,7 @@ def adjudicate_form(
     request: Request,
     db: Db,
     auth: CurrentAuth,
-    item_id: int,
+    item_id: ItemId,
     version: Version,
     verdict: Annotated[str | None, Form(max_length=20)] = None,
     choice: Annotated[str | None, Form(max_length=10)] = None,

@@ -149,7 +149,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("group_id", "key", name=op.f("uq_items_group_id")),
     )
     with op.batch_alter_table("items", schema=None) as batch_op:
-        batch_op.create_index("ix_items_queue", ["group_id", "status", "priority"], unique=False)
+        batch_op.create_index("ix_items_queue", ["group_id", "status", sa.text("priority DESC"), "id"], unique=False)
 
     op.create_table(
         "judge_verdicts",
