@@ -26,6 +26,7 @@ demo: $(STAMP)
 	$(BIN)/carealign demo
 
 test: $(STAMP)
+	./scripts/test-services.sh
 	$(BIN)/python -m pytest -q
 
 test-slow: $(STAMP)
@@ -34,10 +35,11 @@ test-slow: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/generation_throughput.py
 	$(BIN)/python benchmarks/train_step_overhead.py
+	$(BIN)/python benchmarks/review_load.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks datasets
-	$(BIN)/ruff format --check src tests benchmarks datasets
+	$(BIN)/ruff check src tests benchmarks datasets scripts
+	$(BIN)/ruff format --check src tests benchmarks datasets scripts
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache
