@@ -97,3 +97,15 @@ def test_secure_cookie_setting(sqlite_store) -> None:  # type: ignore[no-untyped
     r = c.post("/api/login", json={"name": "alice", "password": PASSWORD})
     cookie = r.headers["set-cookie"].lower()
     assert "secure" in cookie and "httponly" in cookie and "samesite=lax" in cookie
+
+
+def test_the_last_active_admin_cannot_be_demoted_or_deactivated(sqlite_store) -> None:  # type: ignore[no-untyped-def]
+    with sqlite_store.session() as db:
+        with pytest.raises(InvalidInput, match="last active admin"):
+            accounts.update_user(db, "root", CLI, role="reviewer")
+        with pytest.raises(InvalidInput, match="last active admin"):
+            accounts.update_user(db, "root", CLI, active=False)
+        accounts.update_user(db, "alice", CLI, role="admin")
+        accounts.update_user(db, "root", CLI, active=False)  # now someone else can still administer
+        db.commit()
+        assert sqlite_store.user(db, "root").active is False

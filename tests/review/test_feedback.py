@@ -131,3 +131,16 @@ def test_bad_sources(tmp_path: Path) -> None:
     )
     with pytest.raises(DataError, match="row 2, field 'chosen'"):
         load_human_feedback(f)
+
+
+def test_for_prompts_keeps_other_splits_out(sqlite_store) -> None:  # type: ignore[no-untyped-def]
+    decide(sqlite_store)
+    fb = load_human_feedback(sqlite_store.url)
+    only_covid = fb.for_prompts(prompt_ids=[COVID])
+    assert len(only_covid.labels) == 1 and len(only_covid.dpo) == 1 and len(only_covid.kto) == 2
+    by_text = fb.for_prompts(prompts=[r["prompt"] for r in judged_rows() if r["prompt_id"] == COVID])
+    assert len(by_text.labels_by_text) == 1 and len(by_text.dpo) == 1 and len(by_text.labels) == 0
+    none = fb.for_prompts(prompt_ids=["something else"])
+    assert (len(none.labels), len(none.dpo), len(none.kto)) == (0, 0, 0)
+    _, n = none.apply(judged_rows())
+    assert n == 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from carealign.errors import ConfigError
@@ -163,6 +163,12 @@ def update_user(
     ends the user's sessions. The audit log records the change (never the password). Flushes."""
     user = get_user(db, name)
     old = _user_summary(user)
+    if user.is_admin and user.active and (role == Role.REVIEWER.value or active is False):
+        others = db.scalar(
+            select(func.count()).where(User.role == Role.ADMIN.value, User.active.is_(True), User.id != user.id)
+        )
+        if not others:
+            raise InvalidInput(f"{name} is the last active admin; make another admin first")
     if role is not None:
         user.role = check_role(role).value
     if groups is not None:

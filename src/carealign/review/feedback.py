@@ -4,6 +4,7 @@
 
     from carealign.review import load_human_feedback
     fb = load_human_feedback("sqlite:///review.db")           # or review.db, or an export dir / files
+    fb = fb.for_prompts(prompt_ids=train_ids)                  # never train on validation or test prompts
     rows, n = fb.apply(judged_rows)                            # human labels override judge verdicts
     dpo_rows = prefs.dpo + fb.dpo                              # extra pairs: pairwise choices, corrections
     kto_rows = prefs.kto + fb.kto
@@ -97,6 +98,22 @@ class HumanFeedback:
             out.append(new)
             n += 1
         return out, n
+
+    def for_prompts(self, prompt_ids: Iterable[str] = (), prompts: Iterable[str] = ()) -> HumanFeedback:
+        """Only the feedback on these prompts (by id or text): keep validation and test prompts out of training."""
+        ids, texts = {str(i) for i in prompt_ids}, set(prompts)
+
+        def keep(row: dict[str, Any]) -> bool:
+            text = row["prompt"][0]["content"] if isinstance(row.get("prompt"), list) else row.get("prompt")
+            return str(row.get("prompt_id")) in ids or text in texts
+
+        return HumanFeedback(
+            labels={k: v for k, v in self.labels.items() if k[0] in ids},
+            labels_by_text={k: v for k, v in self.labels_by_text.items() if k[0] in texts},
+            dpo=[r for r in self.dpo if keep(r)],
+            kto=[r for r in self.kto if keep(r)],
+            sources=list(self.sources),
+        )
 
     def summary(self) -> str:
         return f"{len(self.labels_by_text)} human labels, {len(self.dpo)} DPO pairs, {len(self.kto)} KTO examples"
