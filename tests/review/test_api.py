@@ -479,3 +479,15 @@ def test_every_route_is_covered_by_the_endpoint_table(app) -> None:  # type: ign
 def test_item_count_unchanged_by_refusals(sqlite_store) -> None:
     with sqlite_store.session() as db:
         assert db.scalar(select(func.count()).select_from(Item)) == 48
+
+
+def test_model_text_is_escaped_in_pages(client) -> None:  # type: ignore[no-untyped-def]
+    root = client("root")
+    row = {"prompt": "<b>bold?</b>", "response": "<script>alert('x')</script>", "verdict": "Accept", "judge": "rules"}
+    assert root.post("/api/import", json={"group": "advocates", "rows": [row]}).status_code == 200
+    item = next(
+        i for i in root.get("/api/queue?group=advocates&limit=100").json()["items"] if i["prompt"] == row["prompt"]
+    )
+    page = root.get(f"/items/{item['id']}").text
+    assert "<script>alert" not in page and "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;" in page
+    assert "<b>bold?</b>" not in page and "&lt;b&gt;bold?&lt;/b&gt;" in page
