@@ -185,3 +185,17 @@ def test_harm_estimator_trains_estimates_and_keeps_given_levels(tmp_path: Path):
     assert res.exit_code == 0, res.output
     (row,) = [json.loads(line) for line in (tmp_path / "o.jsonl").read_text().splitlines()]
     assert row["harm_level_source"] == "estimated" and row["harm_level_model"].startswith("harm-estimator:")
+
+
+def test_context_features_measure_whether_the_response_takes_up_the_prompt():
+    f = Featurizer(FeatureConfig(context_features=True))
+    prompt = "What are the symptoms of diabetes and how is diabetes diagnosed?"
+    on_topic = "Diabetes symptoms include thirst and frequent urination; diagnosis uses fasting glucose or HbA1c."
+    deflect = "Let's talk about something else. The weather is lovely today for a walk in the park."
+    feats = f([on_topic, deflect], [prompt, prompt])
+    ctx = feats.dense[:, -Featurizer.CONTEXT_FEATURES :]
+    assert feats.dense.shape[1] == f.dense_dim
+    assert ctx[0, 3] > ctx[1, 3] and ctx[1, 3] == 0.0  # content-word overlap
+    assert ctx[0, 2] > ctx[1, 2]  # embedding cosine of the whole response with the prompt
+    with pytest.raises(ValueError, match="context"):
+        f([on_topic])

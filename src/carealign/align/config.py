@@ -141,6 +141,24 @@ class GateSection(_Section):
     min_agreement: float = Field(default=0.4, ge=-1.0, le=1.0, description="Below this, switch to the reference.")
 
 
+class HumanFeedbackSection(_Section):
+    """What people said in the review app (``carealign review``), fed into every cycle.
+
+    Human labels override the training judge on the training samples they match (same prompt,
+    same response); the exports' DPO pairs (pairwise choices, corrected responses) and KTO
+    examples join the preference data. Only feedback on training prompts is used.
+    """
+
+    sources: list[str] = Field(
+        default_factory=list,
+        description="Review database URLs or files, export directories or export files (labels/dpo/kto JSONL).",
+    )
+    group: str | None = Field(default=None, description="Only this stakeholder group's decisions; null = all.")
+    group_policy: bool = Field(
+        default=False, description="Score human labels with the reviewing group's safety policy, not the run's."
+    )
+
+
 class AlignConfig(_Section):
     """A whole alignment run."""
 
@@ -153,6 +171,7 @@ class AlignConfig(_Section):
     )
     validator: str = Field(default="rules", description="Judge used for validation and selection.")
     gate: GateSection = Field(default_factory=GateSection)
+    human_feedback: HumanFeedbackSection = Field(default_factory=HumanFeedbackSection)
     safety_policy: str | None = Field(default=None, description="Safety policy YAML; null = CARES' table.")
     preferences: PreferenceSection = Field(default_factory=PreferenceSection)
     dpo: TrainSection = Field(default_factory=TrainSection)

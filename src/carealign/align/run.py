@@ -167,6 +167,16 @@ class AlignmentRun:
         current = self.manifest.data.get("current_policy")
         return str(self.run_dir / current) if current else self.manifest.data["base_policy"]
 
+    def _human_feedback(self, samples: list[dict[str, Any]]) -> Any:
+        """The review app's feedback on this run's training prompts (None when the config names no source)."""
+        hf = self.config.human_feedback
+        if not hf.sources:
+            return None
+        from carealign.review import load_human_feedback
+
+        fb = load_human_feedback(hf.sources, group=hf.group)
+        return fb.for_prompts(prompt_ids={r["prompt_id"] for r in samples}, prompts={r["prompt"] for r in samples})
+
     def _training_judge(self) -> str:
         """The training judge's spec: the configured one, or the gate's reference once the gate switched."""
         return self.manifest.data.get("training_judge") or self.config.judge
@@ -273,6 +283,12 @@ class AlignmentRun:
             decision = self._gate(cycle, cdir, policy_gen)
             self._mark(cycle, "gate", switched=decision["switched"], value=decision.get("value"))
         samples = read_jsonl(cdir / "samples" / "responses.jsonl")
+        feedback = self._human_feedback(samples)
+        human_overrides = 0
+        if feedback is not None:
+            samples, human_overrides = feedback.apply(
+                samples, policy=None if self.config.human_feedback.group_policy else self.policy
+            )
 
         # 4a. reminder-conditioned responses where every sample is bad
         threshold = self.config.preferences.kto_threshold
@@ -294,9 +310,21 @@ class AlignmentRun:
                 max_pairs_per_prompt=self.config.preferences.max_pairs_per_prompt,
                 reminder_rows=reminder_rows,
             )
+            human = {"labels_applied": human_overrides, "dpo": 0, "kto": 0}
+            if feedback is not None:
+                prefs.dpo.extend({"source": "human", **r} for r in feedback.dpo)
+                prefs.kto.extend({"source": "human", **r} for r in feedback.kto)
+                human.update(dpo=len(feedback.dpo), kto=len(feedback.kto))
             write_jsonl_atomic(cdir / "dpo.jsonl", prefs.dpo)
             write_jsonl_atomic(cdir / "kto.jsonl", prefs.kto)
-            write_json_atomic(cdir / "preferences.json", {"threshold": threshold, **prefs.stats.to_dict()})
+            write_json_atomic(
+                cdir / "preferences.json", {"threshold": threshold, **prefs.stats.to_dict(), "human_feedback": human}
+            )
+            if feedback is not None:
+                self.console.print(
+                    f"human feedback: {human_overrides} judge verdicts overridden, "
+                    f"{human['dpo']} DPO pairs and {human['kto']} KTO examples added"
+                )
             s = prefs.stats
             self.console.print(
                 f"preferences: {s.prompts_with_pairs}/{s.prompts} prompts gave DPO pairs ({s.dpo_pairs} pairs; "

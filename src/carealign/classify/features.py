@@ -70,6 +70,7 @@ class FeatureConfig:
     embeddings: EmbeddingKind = "static"
     head_tokens: int = 32
     max_tokens: int = 256
+    context_features: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -124,10 +125,12 @@ class Featurizer:
         self._static: torch.Tensor | None = None
         self._encoder: Any = None
 
+    CONTEXT_FEATURES = 4
+
     @property
     def dense_dim(self) -> int:
         emb = 0 if self.config.embeddings == "none" else 384 * (3 if self.config.embeddings == "static" else 2)
-        return emb + self.SHAPE_FEATURES
+        return emb + self.SHAPE_FEATURES + (self.CONTEXT_FEATURES if self.config.context_features else 0)
 
     # ------------------------------------------------------------------ n-grams
 
@@ -241,11 +244,62 @@ class Featurizer:
         parts = [torch.nn.functional.normalize(p, dim=-1) for p in parts]
         return torch.cat([*parts, shape], dim=1)
 
-    def __call__(self, texts: Sequence[str], batch_size: int = 64) -> Features:
-        """Featurise ``texts`` (in batches of ``batch_size`` for the embedding part)."""
+    def _context_part(self, texts: Sequence[str], contexts: Sequence[str]) -> torch.Tensor:
+        """How far each text takes up its context (for a response: its prompt).
+
+        Cosines of MiniLM's static token embeddings, averaged over the context, against the text's
+        opening, its remainder and the whole text, plus the share of the context's content words
+        (four letters or more) the text repeats. A response that does what was asked talks about it;
+        a deflection does not.
+        """
+        c = self.config
+        overlap = []
+        for t, ctx in zip(texts, contexts, strict=True):
+            cw = {w for w in _words(ctx) if len(w) >= 4}
+            tw = set(_words(t))
+            overlap.append(len(cw & tw) / len(cw) if cw else 0.0)
+        out = torch.zeros((len(texts), self.CONTEXT_FEATURES))
+        out[:, 3] = torch.tensor(overlap)
+        if c.embeddings == "none":
+            return out
+        tok = self._load_tokenizer()
+        table = self._load_static()
+
+        def enc(batch: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+            e = tok(list(batch), add_special_tokens=False, truncation=True, max_length=c.max_tokens, padding=True,
+                    return_tensors="pt")  # fmt: skip
+            return table[e["input_ids"]], e["attention_mask"].float()
+
+        tv, tm = enc(texts)
+        cv, cm = enc(contexts)
+        ctx_mean = torch.nn.functional.normalize(_masked_mean(cv, cm), dim=-1)
+        head = tm.clone()
+        head[:, c.head_tokens :] = 0.0
+        rest = tm - head
+        for k, m in enumerate((head, rest, tm)):
+            v = torch.nn.functional.normalize(_masked_mean(tv, m), dim=-1)
+            out[:, k] = torch.where(m.sum(1) > 0, (v * ctx_mean).sum(-1), torch.zeros(len(texts)))
+        return out
+
+    def __call__(self, texts: Sequence[str], contexts: Sequence[str] | None = None, batch_size: int = 64) -> Features:
+        """Featurise ``texts`` (in batches of ``batch_size`` for the embedding part).
+
+        ``contexts`` (one per text, e.g. the prompt a response answers) is needed when the
+        config has ``context_features``.
+        """
         texts = [t if isinstance(t, str) else "" for t in texts]
+        if self.config.context_features:
+            if contexts is None or len(contexts) != len(texts):
+                raise ValueError("this featurizer needs one context (prompt) per text")
+            contexts = [x if isinstance(x, str) else "" for x in contexts]
         ids, offsets, weights = self._ngram_part(texts)
-        dense = [self._dense_part(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)]
+        dense = []
+        for i in range(0, len(texts), batch_size):
+            part = self._dense_part(texts[i : i + batch_size])
+            if self.config.context_features:
+                assert contexts is not None
+                part = torch.cat([part, self._context_part(texts[i : i + batch_size], contexts[i : i + batch_size])], 1)
+            dense.append(part)
         return Features(
             ids=ids,
             offsets=offsets,

@@ -145,6 +145,8 @@ class TextClassifier:
         settings: TrainSettings | None = None,
         meta: dict[str, Any] | None = None,
         calibration: tuple[Sequence[str], Sequence[str]] | None = None,
+        contexts: Sequence[str] | None = None,
+        calibration_contexts: Sequence[str] | None = None,
         progress: Callable[[int, int, float], None] | None = None,
     ) -> TextClassifier:
         """Fit a classifier on ``texts`` labelled ``targets`` (each one of ``labels``).
@@ -152,7 +154,9 @@ class TextClassifier:
         ``groups`` (one per text, e.g. the prompt) keeps related rows on one side of the
         calibration split. ``calibration`` (texts, targets) is a separate set to fit the
         temperature on (then every training row is trained on): use rows from the distribution
-        the classifier will judge. ``progress(epoch, epochs, loss)`` is called after every epoch.
+        the classifier will judge. ``contexts`` (and ``calibration_contexts``) give each text its
+        context (a response's prompt) when the feature config has ``context_features``.
+        ``progress(epoch, epochs, loss)`` is called after every epoch.
         """
         import time
 
@@ -174,6 +178,8 @@ class TextClassifier:
                 raise ValueError(f"calibration targets {unknown} are not among the labels {list(labels)}")
             in_cal = [False] * len(texts) + [True] * len(calibration[0])
             texts = [*texts, *calibration[0]]
+            if contexts is not None:
+                contexts = [*contexts, *(calibration_contexts or [""] * len(calibration[0]))]
             y = torch.cat([y, torch.tensor([clf.labels.index(t) for t in calibration[1]], dtype=torch.long)])
         else:
             in_cal = _calibration_split(groups, settings.calibration_fraction, settings.seed)
@@ -181,7 +187,7 @@ class TextClassifier:
         cal_idx = [i for i, c in enumerate(in_cal) if c]
         if not train_idx:
             raise ValueError("no training rows left after the calibration split")
-        feats = clf.featurizer(texts)
+        feats = clf.featurizer(texts, contexts)
         counts = torch.bincount(y[train_idx], minlength=len(labels)).float()
         weight = torch.where(counts > 0, counts.sum() / (len(labels) * counts.clamp(min=1)), torch.zeros_like(counts))
         loss_fn = nn.CrossEntropyLoss(weight=weight, label_smoothing=settings.label_smoothing)
@@ -230,21 +236,26 @@ class TextClassifier:
 
     # ------------------------------------------------------------------ inference
 
-    def logits(self, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
+    def logits(
+        self, texts: Sequence[str], contexts: Sequence[str] | None = None, batch_size: int = 256
+    ) -> torch.Tensor:
         """Uncalibrated logits, shape (len(texts), len(labels))."""
         out = []
         with torch.inference_mode():
             for s in range(0, len(texts), batch_size):
-                out.append(self.net(self.featurizer(texts[s : s + batch_size])))
+                ctx = None if contexts is None else contexts[s : s + batch_size]
+                out.append(self.net(self.featurizer(texts[s : s + batch_size], ctx)))
         return torch.cat(out) if out else torch.zeros((0, len(self.labels)))
 
-    def predict_proba(self, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
+    def predict_proba(
+        self, texts: Sequence[str], contexts: Sequence[str] | None = None, batch_size: int = 256
+    ) -> torch.Tensor:
         """Calibrated probabilities (temperature-scaled softmax), shape (len(texts), len(labels))."""
-        return torch.softmax(self.logits(texts, batch_size) / self.temperature, dim=-1)
+        return torch.softmax(self.logits(texts, contexts, batch_size) / self.temperature, dim=-1)
 
-    def predict(self, texts: Sequence[str]) -> list[tuple[str, float]]:
+    def predict(self, texts: Sequence[str], contexts: Sequence[str] | None = None) -> list[tuple[str, float]]:
         """The most probable label of each text and its calibrated probability."""
-        probs = self.predict_proba(texts)
+        probs = self.predict_proba(texts, contexts)
         conf, idx = probs.max(-1)
         return [(self.labels[int(i)], float(c)) for i, c in zip(idx, conf, strict=True)]
 

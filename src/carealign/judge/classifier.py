@@ -63,7 +63,8 @@ class ClassifierJudge:
     def judge(self, items: Sequence[JudgeItem]) -> list[Judgement]:
         if not items:
             return []
-        probs = self.model.predict_proba([it.response for it in items])
+        prompts = [it.prompt for it in items] if self.model.featurizer.config.context_features else None
+        probs = self.model.predict_proba([it.response for it in items], prompts)
         out: list[Judgement] = []
         for row in probs:
             conf, idx = row.max(-1)
@@ -100,6 +101,8 @@ def train_classifier_judge(
         [r["verdict"] for r in rows],
         labels=LABELS,
         groups=[r["prompt"] for r in rows],
+        contexts=[r["prompt"] for r in rows],
+        calibration_contexts=None if calibration_rows is None else [r["prompt"] for r in calibration_rows],
         feature_config=features,
         settings=settings,
         meta={"name": name, "sources": list(sources), "kind": "verdict-judge"},
