@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test test-slow bench lint clean
+.PHONY: setup demo test test-slow bench lint clean judge-classifier harm-estimator
 
 setup: $(STAMP)
 
@@ -36,6 +36,20 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/generation_throughput.py
 	$(BIN)/python benchmarks/train_step_overhead.py
 	$(BIN)/python benchmarks/review_load.py
+	$(BIN)/python benchmarks/judge_throughput.py
+
+# Rebuild the shipped classifier judge and harm-level estimator (needs ../shared/data for the judge).
+JUDGE_DATA := datasets/judge
+judge-classifier: $(STAMP)
+	$(BIN)/python $(JUDGE_DATA)/build_train.py --out runs/judge-data/train.jsonl
+	$(BIN)/carealign judge train --out src/carealign/resources/judges/classifier \
+	  --data runs/judge-data/train.jsonl \
+	  --data $(JUDGE_DATA)/train_written_a.jsonl --data $(JUDGE_DATA)/train_written_b.jsonl \
+	  --data $(JUDGE_DATA)/train_written_c.jsonl --data $(JUDGE_DATA)/train_written_d.jsonl \
+	  --data $(JUDGE_DATA)/smollm2_train.jsonl --heldout $(JUDGE_DATA)/heldout.jsonl
+
+harm-estimator: $(STAMP)
+	$(BIN)/carealign data train-harm --out src/carealign/resources/harm/estimator
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks datasets scripts

@@ -221,7 +221,7 @@ class TextClassifier:
                 cal_acc = float((cal_logits.argmax(-1) == y[cal_idx]).float().mean())
                 clf.temperature, nll_before, nll_after = _fit_temperature(cal_logits, y[cal_idx])
         clf.report = TrainReport(
-            rows=len(train_idx),
+            rows=len(train_idx) + len(cal_idx),
             train_rows=len(train_idx),
             calibration_rows=len(cal_idx),
             label_counts={lab: int((y[train_idx] == i).sum()) for i, lab in enumerate(clf.labels)},
