@@ -168,7 +168,7 @@ def test_panel_specs_in_the_registry(stub_judges):
     assert w.judge([JudgeItem("p", "r")] * 2)[1].confidence == pytest.approx(1.65 / 2.25)
     check_judge_spec("panel:rules,stub-a")
     mixed = make_judge("panel:rules,stub-a")
-    assert mixed.identity == "panel[majority](rules-v2,stub-a)"
+    assert mixed.identity == "panel[majority](rules-v3,stub-a)"
 
 
 def test_panel_spec_errors(stub_judges):
