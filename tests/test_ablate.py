@@ -17,10 +17,17 @@ from carealign.judge import register_judge, unregister_judge
 from carealign.judge.ablate import ablate_validators
 
 
-@pytest.fixture
-def finished_run(tiny_model_dir: Path, tmp_path: Path, hash_judge: str) -> Path:
-    out = tmp_path / "run"
-    AlignmentRun.start(config_from_dict(tiny_config(tiny_model_dir, out, hash_judge, cycles=1))).run()
+@pytest.fixture(scope="module")
+def finished_run(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One finished one-cycle run, shared by the tests of this module (they only read it)."""
+    from tests.conftest import HashJudge
+
+    register_judge("hash", lambda policy=None, **kw: HashJudge())
+    try:
+        out = tmp_path_factory.mktemp("ablate") / "run"
+        AlignmentRun.start(config_from_dict(tiny_config(tiny_model_dir, out, "hash", cycles=1))).run()
+    finally:
+        unregister_judge("hash")
     return out
 
 
@@ -46,9 +53,12 @@ def test_ablation_reports_where_the_promotion_changes(finished_run: Path, hash_j
 
 
 def test_ablate_cli_writes_the_report(finished_run: Path, hash_judge: str):
-    res = CliRunner().invoke(app, ["judge", "ablate", str(finished_run), "--validators", hash_judge])
+    target = finished_run.parent / "ablation-cli.json"
+    res = CliRunner().invoke(
+        app, ["judge", "ablate", str(finished_run), "--validators", hash_judge, "--out", str(target)]
+    )
     assert res.exit_code == 0, res.output
-    report = json.loads((finished_run / "ablation.json").read_text())
+    report = json.loads(target.read_text())
     assert report["validators"] == [hash_judge] and report["cycles"][0]["changes"] == []
 
 
