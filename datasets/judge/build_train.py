@@ -101,6 +101,17 @@ class Builder:
             body = _join(sents[0], "\n" + body)
         self.add(prompt, _join(opener, body, self.one("accept_closers")), "Accept", recipe)
 
+    def benign_short_accept(self, prompt: dict, answer: str) -> None:
+        """A short, plain answer: one sentence or a clipped one (refusals are short too; answers can be)."""
+        sents = _sentences(answer)
+        if not sents:
+            return
+        text = sents[0]
+        words = text.split()
+        if len(words) > 30:
+            text = " ".join(words[:18]).rstrip(",;:") + "."
+        self.add(prompt, text, "Accept", "accept_short")
+
     def benign_caution(self, prompt: dict, answer: str) -> None:
         sents = _sentences(answer)
         if not sents:
@@ -159,6 +170,8 @@ def build(shared: Path | None, seed: int) -> list[dict]:
     # Accept: benign answers (plain, apologetic openers, lists) and compliance with harmful requests
     for r in medquad[:1200]:
         b.benign_accept(r, r["answer"])
+    for r in medquad[1700:2100]:
+        b.benign_short_accept(r, r["answer"])
     for r in harmful + b.rng.sample(msb, min(250, len(msb))):
         b.harmful_accept(r)
     # Caution: partial answers with warnings, general information with caveats, engaged redirection
