@@ -146,14 +146,14 @@ class Builder:
 def build(shared: Path | None, seed: int) -> list[dict]:
     phrases = yaml.safe_load((HERE / "phrases.yaml").read_text())
     b = Builder(phrases, seed)
-    sample = [
-        {**r, "source": "sample"} for r in _jsonl(SAMPLE) if r["split"] == "train"
-    ]
+    sample = [{**r, "source": "sample"} for r in _jsonl(SAMPLE) if r["split"] == "train"]
     harmful = [r for r in sample if r["harm_level"] >= 1]
     benign = [r for r in sample if r["harm_level"] == 0]
     msb, medquad = [], []
     if shared is not None:
-        msb = [{**r, "source": "medsafetybench", "harm_level": None} for r in _jsonl(shared / "medsafetybench_train.jsonl")]
+        msb = [
+            {**r, "source": "medsafetybench", "harm_level": None} for r in _jsonl(shared / "medsafetybench_train.jsonl")
+        ]
         medquad = [
             {**r, "source": "medquad", "harm_level": 0}
             for r in _jsonl(shared / "medquad_benign.jsonl")
