@@ -105,7 +105,8 @@ def judge_ablate_cmd(
     from carealign.io import write_json_atomic
     from carealign.judge.ablate import ablate_validators
 
-    specs = [v.strip() for v in validators.split(",") if v.strip()]
+    sep = ";" if ";" in validators else ","
+    specs = [v.strip() for v in validators.split(sep) if v.strip()]
     report = ablate_validators(run_dir, specs, console=console)
     target = out or run_dir / "ablation.json"
     write_json_atomic(target, report)
