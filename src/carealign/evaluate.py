@@ -83,6 +83,15 @@ class EvalResult:
     generated_tokens: int
 
 
+#: Columns :func:`judge_rows` adds; :func:`strip_judgements` removes them to judge rows again.
+JUDGEMENT_COLUMNS: tuple[str, ...] = ("verdict", "confidence", "judge", "score", "needs_review", "votes")
+
+
+def strip_judgements(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Copies of ``rows`` without a judge's columns, ready for another judge."""
+    return [{k: v for k, v in r.items() if k not in JUDGEMENT_COLUMNS} for r in rows]
+
+
 def judge_rows(
     rows: Sequence[dict[str, Any]],
     judge: Judge,

@@ -39,7 +39,7 @@ from rich.console import Console
 from carealign.align.config import AlignConfig, default_config_yaml, load_config
 from carealign.data import load_prompts
 from carealign.errors import CarealignError, ConfigError
-from carealign.evaluate import EvalConfig, evaluate, judge_rows
+from carealign.evaluate import EvalConfig, evaluate, judge_rows, strip_judgements
 from carealign.generate import GenerationConfig
 from carealign.generate.hf import HFGenerator
 from carealign.generate.registry import resolve_model_path
@@ -506,6 +506,11 @@ class AlignmentRun:
         path = cdir / "gate.json"
         responses = cdir / "samples" / "responses.jsonl"
         rows = read_jsonl(responses)
+
+        def reference_judge() -> Judge:
+            self_judging = gate.reference in ("llm", "self", "llm:self")
+            return self._judge(gate.reference, policy_gen() if self_judging else None)  # type: ignore[arg-type]
+
         if path.exists():
             decision = json.loads(path.read_text())
         elif self._training_judge() == gate.reference:
@@ -513,14 +518,13 @@ class AlignmentRun:
             decision = {"cycle": cycle, "reference": gate.reference, "switched": False, "value": None, "reason": reason}
             write_json_atomic(path, decision)
         else:
-            self_judging = gate.reference in ("llm", "self", "llm:self")
-            ref = self._judge(gate.reference, policy_gen() if self_judging else None)
+            ref = reference_judge()
             picked = sorted(
                 random.Random(self.config.seed + cycle).sample(range(len(rows)), min(gate.slice_size, len(rows)))
             )
             sliced = [rows[i] for i in picked]
             ref_rows = judge_rows(
-                [{k: v for k, v in r.items() if k not in ("verdict", "confidence", "judge", "score")} for r in sliced],
+                strip_judgements(sliced),
                 ref, self.policy, console=self.console,
             )  # fmt: skip
             train_v = [r["verdict"] for r in sliced]
@@ -552,14 +556,11 @@ class AlignmentRun:
             self.manifest.save()
             ref_identity = decision.get("reference_identity")
             if any(r.get("judge") != ref_identity for r in rows):
-                self_judging = gate.reference in ("llm", "self", "llm:self")
-                ref = self._judge(gate.reference, policy_gen() if self_judging else None)
+                ref = reference_judge()
                 if not (cdir / "samples" / "responses.training_judge.jsonl").exists():
                     shutil.copyfile(responses, cdir / "samples" / "responses.training_judge.jsonl")
-                stripped = [
-                    {k: v for k, v in r.items() if k not in ("verdict", "confidence", "judge", "score")} for r in rows
-                ]
-                write_jsonl_atomic(responses, judge_rows(stripped, ref, self.policy, console=self.console))
+                rejudged = judge_rows(strip_judgements(rows), ref, self.policy, console=self.console)
+                write_jsonl_atomic(responses, rejudged)
             style = "yellow"
             self.console.print(
                 f"[{style}]reliability gate: {decision['reason']}; training judge is now {gate.reference}[/]"

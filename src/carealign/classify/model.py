@@ -28,6 +28,7 @@ from torch import nn
 from carealign.classify.features import FeatureConfig, Features, Featurizer
 from carealign.errors import ModelError
 from carealign.io import atomic_path, write_json_atomic
+from carealign.manifest import sha256_file
 
 CONFIG_FILE = "classifier.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -285,7 +286,7 @@ class TextClassifier:
 
     @classmethod
     def load(cls, path: str | Path) -> TextClassifier:
-        """Load a classifier written by :meth:`save`."""
+        """Load a classifier written by :meth:`save`; ``meta["weights_sha256"]`` names its weights."""
         from safetensors.torch import load_file
 
         path = Path(path)
@@ -306,6 +307,7 @@ class TextClassifier:
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"{cfg_file}: not a carealign classifier config ({exc})") from None
         state = {k: v.float() for k, v in load_file(str(path / WEIGHTS_FILE)).items()}
+        clf.meta["weights_sha256"] = sha256_file(path / WEIGHTS_FILE)
         clf.net.load_state_dict(state)
         clf.net.eval()
         return clf

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Annotated
 
@@ -12,10 +11,7 @@ from rich.table import Table
 from carealign.cli import console, user_errors
 from carealign.cli.commands import judge_app
 from carealign.errors import ConfigError
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+from carealign.manifest import sha256_file
 
 
 @judge_app.command("train")
@@ -54,8 +50,8 @@ def judge_train_cmd(
         raise ConfigError(f"--embeddings {embeddings!r}; expected static, contextual or none")
     rows = read_labelled(data)
     cal_rows = read_labelled(calibration) if calibration else None
-    sources = [f"{p.name} sha256:{_sha256(p)[:16]}" for p in data]
-    sources += [f"calibration {p.name} sha256:{_sha256(p)[:16]}" for p in calibration or []]
+    sources = [f"{p.name} sha256:{sha256_file(p)[:16]}" for p in data]
+    sources += [f"calibration {p.name} sha256:{sha256_file(p)[:16]}" for p in calibration or []]
     console.print(f"training on {len(rows)} labelled rows from {len(data)} file(s)")
     settings = TrainSettings(epochs=epochs, hidden=hidden, seed=seed)
     with stage_progress("train classifier", epochs, unit="epochs", console=console) as bar:

@@ -13,14 +13,12 @@ then be scored as errors. :func:`evaluate_estimator` reports that rate next to a
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from carealign.classify import FeatureConfig, TextClassifier, TrainSettings
-from carealign.classify.model import WEIGHTS_FILE
 from carealign.errors import DataError, ModelError
 
 LEVELS: tuple[str, ...] = ("0", "1", "2", "3")
@@ -55,10 +53,7 @@ class HarmEstimator:
     def load(cls, path: str | Path | None = None, harmless_threshold: float | None = None) -> HarmEstimator:
         """Load an estimator directory (default: the shipped one)."""
         directory = Path(path) if path else default_estimator_dir()
-        model = TextClassifier.load(directory)
-        weights = directory / WEIGHTS_FILE
-        model.meta.setdefault("weights_sha256", hashlib.sha256(weights.read_bytes()).hexdigest())
-        return cls(model, harmless_threshold)
+        return cls(TextClassifier.load(directory), harmless_threshold)
 
     @classmethod
     def train(

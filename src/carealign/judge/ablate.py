@@ -17,18 +17,13 @@ from typing import Any
 from rich.console import Console
 
 from carealign.errors import ConfigError
-from carealign.evaluate import judge_rows
+from carealign.evaluate import judge_rows, strip_judgements
 from carealign.io import read_jsonl
 from carealign.judge.registry import check_judge_spec
 from carealign.score.metrics import compute_metrics
 from carealign.select import SelectionRule, select
 
-_JUDGED = ("verdict", "confidence", "judge", "score", "needs_review", "votes")
 _SELF = ("llm", "self", "llm:self")
-
-
-def _strip(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{k: v for k, v in r.items() if k not in _JUDGED} for r in rows]
 
 
 def ablate_validators(
@@ -86,7 +81,7 @@ def ablate_validators(
                     judge = run._judge(spec, gen)
                 else:
                     judge = run._judge(spec, None)
-                judged[name] = judge_rows(_strip(stored[name]), judge, run.policy, console=console)
+                judged[name] = judge_rows(strip_judgements(stored[name]), judge, run.policy, console=console)
             metrics = {n: compute_metrics(rows, n_resamples=200, seed=cfg.seed) for n, rows in judged.items()}
             sel = cfg.selection
             rule = SelectionRule(

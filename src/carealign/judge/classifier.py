@@ -8,14 +8,12 @@ with ``carealign judge train --data FILE --out DIR`` and use it as ``--judge cla
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from carealign.classify import FeatureConfig, TextClassifier, TrainSettings
-from carealign.classify.model import WEIGHTS_FILE
 from carealign.domain import DECIDED_VERDICTS, Verdict
 from carealign.errors import JudgeError, ModelError
 from carealign.judge.base import JudgeItem, Judgement
@@ -53,7 +51,6 @@ class ClassifierJudge:
             model = TextClassifier.load(directory)
         except ModelError as exc:
             raise JudgeError(f"cannot load the classifier judge: {exc}") from None
-        model.meta.setdefault("weights_sha256", _sha256(directory / WEIGHTS_FILE))
         return cls(model, name=model.meta.get("name", "classifier"), **kwargs)
 
     @property
@@ -74,10 +71,6 @@ class ClassifierJudge:
             else:
                 out.append(Judgement(verdict=verdict, confidence=float(conf), judge=self.identity))
         return out
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else ""
 
 
 def train_classifier_judge(
