@@ -210,22 +210,25 @@ class Featurizer:
             min(words / sentences, 60.0) / 30.0,
         ]
 
+    def _tokens(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """MiniLM token ids (no special tokens, cut to ``max_tokens``, right-padded) and the float mask."""
+        enc = self._load_tokenizer()(
+            list(texts), add_special_tokens=False, truncation=True, max_length=self.config.max_tokens, padding=True,
+            return_tensors="pt",
+        )  # fmt: skip
+        return enc["input_ids"], enc["attention_mask"].float()
+
     def _dense_part(self, texts: Sequence[str]) -> torch.Tensor:
         c = self.config
         shape = torch.tensor([self._shape(t) for t in texts], dtype=torch.float32)
         if c.embeddings == "none":
             return shape
         tok = self._load_tokenizer()
-        enc = tok(
-            list(texts), add_special_tokens=False, truncation=True, max_length=c.max_tokens, padding=True,
-            return_tensors="pt",
-        )  # fmt: skip
-        ids, mask = enc["input_ids"], enc["attention_mask"].float()
+        ids, mask = self._tokens(texts)
         head_mask = mask.clone()
         head_mask[:, c.head_tokens :] = 0.0
         if c.embeddings == "static":
-            table = self._load_static()
-            vecs = table[ids]  # (n, L, 384)
+            vecs = self._load_static()[ids]  # (n, L, 384)
             parts = [_masked_mean(vecs, head_mask), _masked_mean(vecs, mask), _masked_max(vecs, mask)]
         else:
             model = self._load_encoder()
@@ -262,16 +265,10 @@ class Featurizer:
         out[:, 3] = torch.tensor(overlap)
         if c.embeddings == "none":
             return out
-        tok = self._load_tokenizer()
         table = self._load_static()
-
-        def enc(batch: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-            e = tok(list(batch), add_special_tokens=False, truncation=True, max_length=c.max_tokens, padding=True,
-                    return_tensors="pt")  # fmt: skip
-            return table[e["input_ids"]], e["attention_mask"].float()
-
-        tv, tm = enc(texts)
-        cv, cm = enc(contexts)
+        t_ids, tm = self._tokens(texts)
+        c_ids, cm = self._tokens(contexts)
+        tv, cv = table[t_ids], table[c_ids]
         ctx_mean = torch.nn.functional.normalize(_masked_mean(cv, cm), dim=-1)
         head = tm.clone()
         head[:, c.head_tokens :] = 0.0
