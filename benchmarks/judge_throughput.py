@@ -20,7 +20,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
 
-from carealign.judge.accuracy import judge_accuracy
+from carealign.judge_eval.accuracy import judge_accuracy
 from carealign.judge.labelled import read_labelled
 from carealign.judge.registry import make_judge
 

@@ -73,7 +73,7 @@ def judge_train_cmd(
         f"(calibration NLL {rep.calibration_nll_before} -> {rep.calibration_nll_after}), {rep.seconds:.0f} s"
     )
     if heldout is not None:
-        from carealign.judge.accuracy import judge_accuracy
+        from carealign.judge_eval.accuracy import judge_accuracy
 
         res = judge_accuracy(judge, read_labelled(heldout), source=str(heldout))
         table = Table(title=f"held-out accuracy on {heldout.name} ({res['rows']} rows)")
@@ -99,7 +99,7 @@ def judge_ablate_cmd(
 ) -> None:
     """Re-run each cycle's selection with each validator on the stored candidates: where does the promotion change?"""
     from carealign.io import write_json_atomic
-    from carealign.judge.ablate import ablate_validators
+    from carealign.judge_eval.ablate import ablate_validators
 
     sep = ";" if ";" in validators else ","
     specs = [v.strip() for v in validators.split(sep) if v.strip()]

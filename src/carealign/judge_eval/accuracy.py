@@ -6,7 +6,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from carealign.judge.agreement import (
+from carealign.judge_eval.agreement import (
     LABELS,
     accuracy,
     confusion_matrix,
