@@ -25,6 +25,7 @@ from rich.console import Console
 
 from carealign.errors import DataError, JudgeError
 from carealign.io import read_jsonl, write_json_atomic, write_jsonl_atomic
+from carealign.judge.registry import check_judge_spec, make_judge
 from carealign.judge_eval.agreement import (
     HUMAN,
     agreement_report,
@@ -34,7 +35,6 @@ from carealign.judge_eval.agreement import (
     read_verdicts,
     verdict_column,
 )
-from carealign.judge.registry import check_judge_spec, make_judge
 from carealign.score.policy import SafetyPolicy
 
 FIELD_PREFIX = "field:"
