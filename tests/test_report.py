@@ -126,7 +126,14 @@ def make_run(root: Path, *, with_test: bool = True) -> Path:
     _write_train(c1, "kto", skipped="only desirable KTO examples")
     _write_eval(c1 / "validation" / "current", base, "hf:tiny-base", "validation")
     _write_eval(c1 / "validation" / "dpo", dpo1, "hf:cycle_1/dpo", "validation")
-    sel1 = _select(c1, 1, "tiny-base", base, {"dpo": dpo1}, SelectionRule(0.5, -0.5, n_resamples=100))
+    sel1 = _select(
+        c1,
+        1,
+        "tiny-base",
+        base,
+        {"dpo": dpo1},
+        SelectionRule(max_erroneous_refusal_increase=0.5, min_improvement=-0.5, n_resamples=100),
+    )
     assert sel1.promoted == "dpo"
     # cycle 2: current is cycle 1's DPO candidate (copied), DPO is worse, KTO is the same
     c2 = run / "cycle_2"

@@ -1,6 +1,16 @@
 """Training: DPO and KTO LoRA adapters with TRL and PEFT, and merging them into the next policy."""
 
-from carealign.train.config import TrainSection
-from carealign.train.trainer import TrainResult, lora_config, merge_adapter, train_adapter, trl_args
+from carealign.train.config import DPOSection, KTOSection, TrainSection
+from carealign.train.trainer import TrainResult, last_checkpoint, lora_config, merge_adapter, train_adapter, trl_args
 
-__all__ = ["TrainResult", "TrainSection", "lora_config", "merge_adapter", "train_adapter", "trl_args"]
+__all__ = [
+    "DPOSection",
+    "KTOSection",
+    "TrainResult",
+    "TrainSection",
+    "last_checkpoint",
+    "lora_config",
+    "merge_adapter",
+    "train_adapter",
+    "trl_args",
+]

@@ -1,4 +1,10 @@
-"""Settings of one LoRA preference training run (the same fields for DPO and KTO)."""
+"""Settings of the LoRA training stages, one section per method (as TRL keeps ``DPOConfig`` and ``KTOConfig``).
+
+:class:`TrainSection` holds what every method shares (optimiser, LoRA, lengths, checkpoints);
+:class:`DPOSection` and :class:`KTOSection` add their method's own settings. Each field is
+declared once, with its help text; the run config, ``carealign align --init`` and the TRL
+arguments (:func:`carealign.train.trl_args`) all read these classes.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class TrainSection(BaseModel):
-    """LoRA preference training (the same fields for DPO and KTO)."""
+    """LoRA training settings shared by every method."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -29,5 +35,35 @@ class TrainSection(BaseModel):
     reference: Literal["base", "previous"] = Field(
         default="previous", description="Reference model: base (pi_0) or previous (the policy this cycle starts from)."
     )
+    precompute_ref_log_probs: bool = Field(
+        default=False,
+        description="Compute the reference model's log-probs once before training (TRL), instead of every step.",
+    )
     warmup_ratio: float = Field(default=0.0, ge=0.0, lt=1.0, description="Share of steps with a rising learning rate.")
     logging_steps: int = Field(default=1, ge=1, description="Log loss, rewards and KL every N steps.")
+    checkpoint_minutes: float = Field(
+        default=5.0,
+        ge=0.0,
+        description="Save a Trainer checkpoint at least this often (minutes; 0 = never); a crashed training "
+        "stage resumes from its last checkpoint.",
+    )
+
+
+class DPOSection(TrainSection):
+    """DPO (TRL ``DPOTrainer``): pairs of a chosen and a rejected response."""
+
+    loss_type: list[str] | str = Field(
+        default="sigmoid",
+        description="TRL DPO loss: sigmoid (the paper's), ipo, hinge, robust, ... or a list to combine.",
+    )
+
+
+class KTOSection(TrainSection):
+    """KTO (TRL ``KTOTrainer``): single responses labelled desirable or undesirable."""
+
+    desirable_weight: float = Field(
+        default=1.0, gt=0.0, description="Weight of desirable examples' loss (raise when they are the fewer)."
+    )
+    undesirable_weight: float = Field(
+        default=1.0, gt=0.0, description="Weight of undesirable examples' loss (raise when they are the fewer)."
+    )
