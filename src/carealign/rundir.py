@@ -246,6 +246,7 @@ class _Manifest(_Record):
     stages: dict[str, StageRecord] = Field(default_factory=dict)
 
     _path: Path | None = None
+    _omit_when_empty: tuple[str, ...] = ()
 
     @classmethod
     def read(cls, path: str | Path) -> Any:
@@ -270,7 +271,11 @@ class _Manifest(_Record):
             self._path = Path(path)
         if self._path is None:
             raise CarealignError("manifest has no path to save to")
-        write_json_atomic(self._path, self.model_dump(mode="json", exclude_none=False))
+        data = self.model_dump(mode="json")
+        for key in self._omit_when_empty:  # fields a run only gains when something happens (as older versions wrote)
+            if data.get(key) in (None, {}):
+                data.pop(key, None)
+        write_json_atomic(self._path, data)
 
     def stage_done(self, name: str) -> bool:
         stage = self.stages.get(name)
@@ -297,6 +302,8 @@ class AlignManifest(_Manifest):
     gate_switches: dict[str, str] = Field(default_factory=dict)
     stopped: str | None = None
     finished: str | None = None
+
+    _omit_when_empty: tuple[str, ...] = ("training_judge", "gate_switches", "stopped", "finished")
 
     @property
     def policy_model(self) -> str:

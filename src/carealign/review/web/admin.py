@@ -17,8 +17,8 @@ from carealign.review.audit import Actor, audit_query, record
 from carealign.review.errors import InvalidInput, ReviewError
 from carealign.review.exports import EXPORT_KINDS, export_rows
 from carealign.review.importing import SourceRows, import_sources
-from carealign.review.web.app import render
 from carealign.review.web.deps import AdminAuth, Auth, Db, ExportKind, NameParam, check_csrf
+from carealign.review.web.templating import render
 
 router = APIRouter(prefix="/admin")
 AUDIT_PAGE = 100

@@ -25,6 +25,7 @@ from carealign.review.auth import LoginLimits, LoginRefused
 from carealign.review.db import open_database
 from carealign.review.errors import Conflict, ReviewError
 from carealign.review.web.deps import NotAuthenticated, optional_auth
+from carealign.review.web.templating import render
 
 #: Response headers that keep pages out of frames and scripts to this origin.
 SECURITY_HEADERS = {
@@ -128,16 +129,6 @@ def create_app(settings: ReviewSettings | str) -> FastAPI:
         return {"status": "ok"}
 
     return app
-
-
-def render(
-    request: Request, name: str, context: dict[str, Any] | None = None, *, status_code: int = 200, auth: Any = None
-) -> Response:
-    """Render a page template with the logged-in user, their CSRF token and their groups."""
-    ctx: dict[str, Any] = {"auth": auth, "user": auth.user if auth else None}
-    ctx["csrf_token"] = auth.csrf_token if auth else None
-    ctx.update(context or {})
-    return request.app.state.templates.TemplateResponse(request, name, ctx, status_code=status_code)
 
 
 def _error_page(request: Request, status: int, message: str) -> Response:

@@ -13,8 +13,8 @@ from carealign.review.agreement import group_stats
 from carealign.review.auth import authenticate, end_session, start_session, tokens_match
 from carealign.review.errors import Conflict, Forbidden, InvalidInput
 from carealign.review.queue import TABS, claim_next_id, queue_count, queue_query
-from carealign.review.web.app import render
 from carealign.review.web.deps import LOGIN_CSRF_COOKIE, SESSION_COOKIE, CurrentAuth, Db, ItemId, check_csrf
+from carealign.review.web.templating import render
 from carealign.review.web.views import item_summary, item_view
 
 router = APIRouter()
