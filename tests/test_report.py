@@ -265,3 +265,90 @@ def test_not_a_run_directory(tmp_path: Path):
         build_report(tmp_path)
     with pytest.raises(CarealignError, match="no such directory"):
         build_report(tmp_path / "missing")
+
+
+def test_report_is_one_file_with_the_package_style_sheet_inline(tmp_path: Path):
+    from importlib import resources
+
+    html = build_report(make_run(tmp_path)).read_text(encoding="utf-8")
+    css = resources.files("carealign.report").joinpath("static", "report.css").read_text(encoding="utf-8")
+    assert f"<style>\n{css}" in html  # inlined as written (quotes in font names are not escaped)
+    assert "<link" not in html and "<script" not in html and "http://" not in html and "https://" not in html
+
+
+def test_report_templates_come_from_the_package_with_autoescape():
+    from jinja2 import PackageLoader, UndefinedError
+
+    from carealign.report.templating import environment, render
+
+    env = environment()
+    assert isinstance(env.loader, PackageLoader) and env.autoescape is True
+    assert {"base.html", "macros.html", "run_report.html", "agreement.html"} <= set(env.list_templates())
+    with pytest.raises(UndefinedError):  # a name the view does not provide is an error, not an empty cell
+        render("run_report.html")
+
+
+# Run inside a separate interpreter that sees only the built package (PYTHONPATH), not the source tree.
+_INSTALLED_RENDER = """
+import sys
+from pathlib import Path
+
+import carealign.report
+from carealign.judge_eval.agreement import agreement_report
+from carealign.report import build_report
+from carealign.report.agreement import write_agreement_html
+
+lib, run, out = (Path(a).resolve() for a in sys.argv[1:])
+assert Path(carealign.report.__file__).resolve().is_relative_to(lib), carealign.report.__file__
+build_report(run, out=out / "report.html")
+rows = [{"verdict_a": a, "verdict_b": b, "harm_level": i % 4} for i, (a, b) in enumerate(zip("AACRR", "ACCRA"))]
+names = {"A": "Accept", "C": "Caution", "R": "Refuse"}
+rows = [{**r, "verdict_a": names[r["verdict_a"]], "verdict_b": names[r["verdict_b"]]} for r in rows]
+write_agreement_html(agreement_report(rows, ["a", "b"], n_resamples=20), out / "agreement.html")
+"""
+
+
+def test_report_renders_from_the_installed_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """What setuptools installs (pyproject's package-data) holds the templates and CSS the pages need."""
+    import os
+    import subprocess
+    import sys
+    import warnings
+
+    from setuptools.config.pyprojecttoml import apply_configuration
+    from setuptools.dist import Distribution
+
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(root)  # the package layout in pyproject.toml is relative to the project root
+    lib = tmp_path / "lib"
+    with warnings.catch_warnings():  # setuptools' deprecation notes on pyproject's license table
+        warnings.simplefilter("ignore")
+        dist = apply_configuration(Distribution({"script_name": "setup.py"}), root / "pyproject.toml")
+    dist.include_package_data = False  # only package-data counts, not a stale egg-info's file list
+    build = dist.get_command_obj("build_py")
+    build.build_lib = str(lib)
+    build.ensure_finalized()
+    build.run()
+    src = root / "src" / "carealign" / "report"
+    for folder in ("templates", "static"):
+        built = lib / "carealign" / "report" / folder
+        shipped = {p.name for p in built.iterdir()} if built.is_dir() else set()
+        assert shipped == {p.name for p in (src / folder).iterdir()}, f"package-data misses files of report/{folder}"
+
+    run = make_run(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(lib)}
+    proc = subprocess.run(
+        [sys.executable, "-c", _INSTALLED_RENDER, str(lib), str(run), str(out)],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = (out / "report.html").read_text(encoding="utf-8")
+    assert "Before and after (test split)" in report and "font-family:system-ui" in report
+    agreement = (out / "agreement.html").read_text(encoding="utf-8")
+    assert "Judge agreement" in agreement and ".stmt li" in agreement
