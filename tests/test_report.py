@@ -352,3 +352,30 @@ def test_report_renders_from_the_installed_package(tmp_path: Path, monkeypatch: 
     assert "Before and after (test split)" in report and "font-family:system-ui" in report
     agreement = (out / "agreement.html").read_text(encoding="utf-8")
     assert "Judge agreement" in agreement and ".stmt li" in agreement
+
+
+def test_formatting_of_values_intervals_and_labels():
+    from carealign.report.formatting import (
+        DASH,
+        fmt_ci,
+        fmt_fixed,
+        fmt_interval,
+        fmt_number,
+        fmt_signed,
+        fmt_value,
+        group_keys,
+        level_label,
+        truncate,
+    )
+
+    assert fmt_value(0.125, percent=True) == "12.5%" and fmt_value(0.5) == "0.500"
+    for missing in (None, float("nan"), float("inf"), True, "0.5"):  # a bool or a string is not a number
+        assert fmt_value(missing) == fmt_signed(missing) == fmt_number(missing) == fmt_fixed(missing) == DASH
+    assert fmt_signed(-0.05, percent=True) == "-5.0 pp" and fmt_signed(0.1) == "+0.100"
+    assert fmt_ci([0.1, 0.25], percent=True) == "[10.0, 25.0]" and fmt_ci([0.1, None]) == "" and fmt_ci(None) == ""
+    assert fmt_interval([-0.1, 0.2], pp=True) == "[-10.0, +20.0] pp" and fmt_interval([0.2, 0.9]) == "[0.200, 0.900]"
+    assert fmt_number(12) == "12" and fmt_number(5e-6) == "5e-06" and fmt_number(0.123456) == "0.1235"
+    assert fmt_fixed(0.5625) == "0.562" and fmt_fixed(2, 2) == "2.00"
+    assert level_label("2").startswith("level 2 (") and level_label("x") == "level x"
+    assert group_keys({"10": 1, "2": 1}, None, {"b": 1, "a": 1}) == ["2", "10", "a", "b"]
+    assert truncate("abc", 5) == ("abc", False) and truncate("abcdef  gh", 8) == ("abcdef …", True)
