@@ -19,9 +19,10 @@ from typing import Any
 from carealign.errors import CarealignError, DataError
 from carealign.io import read_jsonl
 from carealign.report.formatting import is_num
+from carealign.rundir import CANDIDATES, EvalLayout, RunLayout
 
 #: The candidate methods of a cycle, and every policy validated in a cycle.
-CANDIDATES: tuple[str, ...] = ("dpo", "kto")
+
 POLICIES: tuple[str, ...] = ("current", *CANDIDATES)
 
 
@@ -116,15 +117,15 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
     return read_jsonl(path, tolerate_torn_tail=True) if path.is_file() else []
 
 
-def _load_eval(path: Path, label: str) -> Evaluation | None:
-    metrics = _read_dict(path / "metrics.json")
+def _load_eval(layout: EvalLayout, label: str) -> Evaluation | None:
+    metrics = _read_dict(layout.metrics)
     if metrics is None:
         return None
-    return Evaluation(label, path, metrics, _read_rows(path / "responses.jsonl"))
+    return Evaluation(label, layout.root, metrics, _read_rows(layout.responses))
 
 
 def _load_manifest(run: Path) -> dict[str, Any]:
-    path = run / "manifest.json"
+    path = RunLayout(run).manifest
     if not run.is_dir():
         raise CarealignError(f"{run}: not an alignment run directory (no such directory)")
     try:
@@ -140,33 +141,34 @@ def _load_manifest(run: Path) -> dict[str, Any]:
 
 
 def _cycle_numbers(run: Path, manifest: Mapping[str, Any]) -> list[int]:
-    numbers = {int(p.name[6:]) for p in run.glob("cycle_*") if p.is_dir() and p.name[6:].isdigit()}
+    layout = RunLayout(run)
+    numbers = set(layout.cycle_numbers())
     for key in manifest.get("cycles") or {}:
-        if str(key).isdigit() and (run / f"cycle_{key}").is_dir():
+        if str(key).isdigit() and layout.cycle(int(key)).root.is_dir():
             numbers.add(int(key))
     return sorted(numbers)
 
 
 def _load_cycle(run: Path, number: int, manifest: Mapping[str, Any]) -> Cycle:
-    cdir = run / f"cycle_{number}"
+    cl = RunLayout(run).cycle(number)
     record = (manifest.get("cycles") or {}).get(str(number)) or {}
     cycle = Cycle(
         number=number,
-        path=cdir,
+        path=cl.root,
         record=dict(record),
-        selection=_read_dict(cdir / "selection.json"),
-        preferences=_read_dict(cdir / "preferences.json"),
-        samples_metrics=_read_dict(cdir / "samples" / "metrics.json"),
+        selection=_read_dict(cl.selection),
+        preferences=_read_dict(cl.preferences),
+        samples_metrics=_read_dict(cl.samples.metrics),
     )
     for method in CANDIDATES:
-        info = _read_dict(cdir / method / "train.json")
+        info = _read_dict(cl.train_record(method))
         if info is not None:
             cycle.train[method] = info
-        log = [r for r in _read_rows(cdir / method / "log.jsonl") if is_num(r.get("loss"))]
+        log = [r for r in _read_rows(cl.train_log(method)) if is_num(r.get("loss"))]
         if log:
             cycle.logs[method] = log
     for name in POLICIES:
-        ev = _load_eval(cdir / "validation" / name, f"cycle {number} {name}")
+        ev = _load_eval(cl.validation(name), f"cycle {number} {name}")
         if ev is not None:
             cycle.validation[name] = ev
     return cycle
@@ -181,8 +183,8 @@ def load_run(run_dir: str | Path) -> RunData:
         path=run,
         manifest=manifest,
         cycles=cycles,
-        test_base=_load_eval(run / "test" / "base", "base (test)"),
-        test_final=_load_eval(run / "test" / "final", "final (test)"),
+        test_base=_load_eval(RunLayout(run).test("base"), "base (test)"),
+        test_final=_load_eval(RunLayout(run).test("final"), "final (test)"),
     )
 
 

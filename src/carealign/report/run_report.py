@@ -30,6 +30,7 @@ from carealign.report.run_views import (
     training_view,
 )
 from carealign.report.templating import render
+from carealign.rundir import RunLayout
 
 
 def render_report(run: RunData) -> str:
@@ -67,6 +68,6 @@ def build_report(run_dir: str | Path, *, out: str | Path | None = None) -> Path:
     Raises :class:`CarealignError` when ``run_dir`` is not an alignment run directory.
     """
     run = load_run(run_dir)
-    path = Path(out) if out is not None else run.path / "report.html"
+    path = Path(out) if out is not None else RunLayout(run.path).report
     write_text_atomic(path, render_report(run))
     return path
