@@ -46,7 +46,7 @@ def user_errors(fn: F) -> F:
 def main() -> None:
     """Entry point of the ``carealign`` script."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from carealign.cli import commands, data, judging, review  # noqa: F401  (registers the commands)
+    from carealign.cli import commands  # noqa: F401  (registers every command group)
 
     app(prog_name="carealign")
 
