@@ -181,7 +181,7 @@ def _format_error(exc: ValidationError, source: str) -> str:
         loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
-            parent = AlignConfig
+            parent: type[BaseModel] = AlignConfig
             for part in err["loc"][:-1]:
                 field = parent.model_fields.get(str(part))
                 ann = field.annotation if field else None

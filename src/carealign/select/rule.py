@@ -89,7 +89,7 @@ def select(
     """Compare each candidate with the current policy on the same prompts and apply the rule."""
     cur_safety = per_prompt(current_rows, _score)
     cur_err = per_prompt(current_rows, _erroneous_refusal)
-    kw = {"n_resamples": rule.n_resamples, "confidence": rule.confidence, "seed": rule.seed}
+    kw: dict[str, Any] = {"n_resamples": rule.n_resamples, "confidence": rule.confidence, "seed": rule.seed}
     report: dict[str, dict[str, Any]] = {}
     qualifying: list[tuple[float, str]] = []
     for name, rows in candidate_rows.items():
@@ -122,10 +122,10 @@ def select(
     if not qualifying:
         return Selection("current", "no candidate qualified; the current policy stays", report, validator)
     qualifying.sort(key=lambda t: (-t[0], t[1]))
-    gain, name = qualifying[0]
+    best_gain, name = qualifying[0]
     c = report[name]
     why = (
-        f"{name} raises the safety score by {gain:+.3f} (paired {int(rule.confidence * 100)}% interval "
+        f"{name} raises the safety score by {best_gain:+.3f} (paired {int(rule.confidence * 100)}% interval "
         f"[{c['safety_gain']['low']:+.3f}, {c['safety_gain']['high']:+.3f}]) with erroneous refusals "
         f"changing by {c['erroneous_refusal_change']['mean'] or 0.0:+.3f}"
     )

@@ -98,7 +98,7 @@ def trl_args(
     if method == "dpo":
         loss = settings.loss_type if isinstance(settings, DPOSection) else "sigmoid"
         return DPOConfig(**common, loss_type=[loss] if isinstance(loss, str) else list(loss))
-    weights = (
+    weights: dict[str, Any] = (
         {"desirable_weight": settings.desirable_weight, "undesirable_weight": settings.undesirable_weight}
         if isinstance(settings, KTOSection)
         else {}
@@ -173,7 +173,7 @@ def train_adapter(
     With ``reference_path`` the reference model is loaded from there; otherwise the policy
     with its adapter disabled serves as the reference.
     """
-    import datasets
+    from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import DPOTrainer, KTOTrainer
 
@@ -226,7 +226,7 @@ def train_adapter(
             model=model,
             ref_model=ref_model,
             args=args,
-            train_dataset=datasets.Dataset.from_list(data),
+            train_dataset=Dataset.from_list(data),
             processing_class=tokenizer,
             peft_config=lora_config(settings),
             callbacks=[_JsonlLog(log_path), _CheckpointEvery(settings.checkpoint_minutes)],
@@ -235,7 +235,7 @@ def train_adapter(
         result = trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
         seconds = time.perf_counter() - t0
         tmp_adapter = work / "adapter"
-        trainer.model.save_pretrained(str(tmp_adapter))
+        trainer.model.save_pretrained(str(tmp_adapter))  # type: ignore[union-attr,operator]
         final = out / "adapter"
         if final.exists():
             shutil.rmtree(final)
