@@ -129,6 +129,11 @@ class CycleLayout:
         return EvalLayout(self.root / "validation" / name)
 
     @property
+    def sft_policy(self) -> Path:
+        """The cycle's starting policy after the demonstration stage (adapter merged); DPO and KTO start here."""
+        return self.root / "sft" / "policy"
+
+    @property
     def selection(self) -> Path:
         return self.root / "selection.json"
 

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from carealign.errors import ConfigError
 from carealign.io import read_yaml_mapping
 from carealign.select.rule import SelectionRule
-from carealign.train.config import DPOSection, KTOSection
+from carealign.train.config import DPOSection, KTOSection, SFTSection
 
 
 class _Section(BaseModel):
@@ -158,6 +158,7 @@ class AlignConfig(_Section):
     human_feedback: HumanFeedbackSection = Field(default_factory=HumanFeedbackSection)
     safety_policy: str | None = Field(default=None, description="Safety policy YAML; null = CARES' table.")
     preferences: PreferenceSection = Field(default_factory=PreferenceSection)
+    sft: SFTSection = Field(default_factory=SFTSection)
     dpo: DPOSection = Field(default_factory=DPOSection)
     kto: KTOSection = Field(default_factory=KTOSection)
     selection: SelectionRule = Field(default_factory=SelectionRule)

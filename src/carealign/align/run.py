@@ -94,6 +94,11 @@ class CycleContext:
             self._generator = self.run.load_generator(self.policy_path, self.policy_name)
         return self._generator
 
+    def train_base_path(self) -> str:
+        """Where the candidates start: the demonstration stage's policy when it ran, else the starting policy."""
+        sft = self.layout.sft_policy
+        return str(sft) if (sft / "config.json").exists() else self.policy_path
+
     def release_generator(self) -> None:
         self._generator = None
 

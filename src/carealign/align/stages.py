@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from carealign.data import load_prompts
+from carealign.errors import ConfigError
 from carealign.evaluate import evaluate, judge_rows, strip_judgements
 from carealign.generate import GenerationConfig
 from carealign.io import read_jsonl, write_json_atomic, write_jsonl_atomic
@@ -35,6 +37,10 @@ StageInfo = dict[str, Any] | None
 
 def _always(ctx: CycleContext) -> bool:
     return True
+
+
+def _sft_on(ctx: CycleContext) -> bool:
+    return ctx.config.sft.runs_in(ctx.number)
 
 
 @dataclass(frozen=True)
@@ -234,6 +240,89 @@ def preferences(ctx: CycleContext) -> StageInfo:
     return {"dpo_pairs": s.dpo_pairs, "kto": s.kto_desirable + s.kto_undesirable}
 
 
+# ----------------------------------------------------------------------------- 4c. demonstrations
+
+
+def demonstrations(ctx: CycleContext) -> StageInfo:
+    """Demonstration rows for the SFT stage: well-scored reminder responses, reviewers' corrections and
+    the written responses of public prompt sets (train parts only), in TRL's prompt/completion format."""
+    sft = ctx.config.sft
+    rows: list[dict[str, Any]] = []
+
+    def add(prompt: str, response: str, source: str, prompt_id: str | None, harm_level: int | None) -> None:
+        if response and response.strip():
+            rows.append(
+                {
+                    "prompt": [{"role": "user", "content": prompt}],
+                    "completion": [{"role": "assistant", "content": response.strip()}],
+                    "source": source,
+                    "prompt_id": prompt_id,
+                    "harm_level": harm_level,
+                }
+            )
+
+    if "reminder" in sft.sources:
+        for r in read_jsonl(ctx.layout.reminder):
+            if r.get("score") is not None and r["score"] >= ctx.kto_threshold:
+                add(r["prompt"], r["response"], "reminder", r.get("prompt_id"), r.get("harm_level"))
+    if "human" in sft.sources and ctx.feedback is not None:
+        for r in ctx.feedback.dpo:
+            prompt = next((m["content"] for m in r["prompt"] if m["role"] == "user"), None)
+            if prompt is not None:
+                add(prompt, r["chosen"][-1]["content"], "human", r.get("prompt_id"), r.get("harm_level"))
+    if "public" in sft.sources:
+        for ps in sft.public_prompts:
+            if ps.split == "test":
+                raise ConfigError(f"sft.public_prompts: {ps.source} split test is held out; use train")
+            records = load_prompts(ps.source, ps.split, limit=ps.limit, subset_seed=ps.subset_seed)
+            for rec in records:
+                if rec.reference_response:
+                    add(rec.prompt, rec.reference_response, f"public:{ps.source}", rec.id, rec.harm_level)
+    if sft.max_examples is not None and len(rows) > sft.max_examples:
+        keep = set(random.Random(ctx.config.seed + ctx.number).sample(range(len(rows)), sft.max_examples))
+        rows = [r for i, r in enumerate(rows) if i in keep]
+    random.Random(ctx.config.seed + ctx.number).shuffle(rows)
+    write_jsonl_atomic(ctx.layout.data("sft"), rows)
+    by_source: dict[str, int] = {}
+    for r in rows:
+        by_source[r["source"]] = by_source.get(r["source"], 0) + 1
+    ctx.console.print(
+        f"demonstrations: {len(rows)} rows ({', '.join(f'{k} {v}' for k, v in sorted(by_source.items()))})"
+    )
+    return {"rows": len(rows), "by_source": by_source}
+
+
+def train_sft(ctx: CycleContext) -> StageInfo:
+    """Supervised fine-tuning (LoRA) on the demonstrations; the merged result is where DPO and KTO start."""
+    ctx.release_generator()
+    settings = ctx.config.sft
+    result = train_adapter(
+        "sft",
+        ctx.policy_path,
+        read_jsonl(ctx.layout.data("sft")),
+        settings,
+        ctx.layout.method_dir("sft"),
+        seed=ctx.config.seed + ctx.number,
+        device=ctx.config.device,
+        tracking=ctx.config.tracking,
+    )
+    record = TrainRecord(
+        adapter=ctx.run.layout.relative(result.adapter_dir) if result.adapter_dir else None,
+        examples=result.examples,
+        steps=result.steps,
+        seconds=round(result.seconds, 1),
+        skipped=result.skipped,
+        final_log=result.final_log,
+        resumed_from_step=result.resumed_from_step,
+    )
+    if result.adapter_dir is not None:
+        merge_adapter(ctx.policy_path, result.adapter_dir, ctx.layout.sft_policy)
+    else:
+        ctx.console.print(f"[yellow]demonstration stage not trained: {result.skipped}[/]")
+    write_json_atomic(ctx.layout.train_record("sft"), record.model_dump(mode="json"))
+    return {"examples": record.examples, "steps": record.steps, "seconds": record.seconds, "skipped": record.skipped}
+
+
 # ----------------------------------------------------------------------------- 5. training
 
 
@@ -250,7 +339,7 @@ def train(ctx: CycleContext, method: str) -> StageInfo:
     ctx.console.print(f"training the {method.upper()} candidate (LoRA r={settings.lora_r})")
     result = train_adapter(
         method,  # type: ignore[arg-type]
-        ctx.policy_path,
+        ctx.train_base_path(),
         read_jsonl(ctx.layout.data(method)),
         settings,
         ctx.layout.method_dir(method),
@@ -321,7 +410,7 @@ def validate_candidate(ctx: CycleContext, method: str) -> StageInfo:
     if adapter is None:
         return {"skipped": "not trained"}
     name = ctx.layout.stage(method)
-    gen = ctx.run.load_generator(ctx.policy_path, name, adapter)
+    gen = ctx.run.load_generator(ctx.train_base_path(), name, adapter)
     validator = ctx.config.validator
     evaluate(
         ctx.eval_config(name, train=False),
@@ -355,7 +444,7 @@ def select_policy(ctx: CycleContext) -> StageInfo:
     )
     record = SelectionRecord(cycle=ctx.number, policy=ctx.policy_name, **selection.to_dict())
     if selection.promoted != "current":
-        merge_adapter(ctx.policy_path, candidates[selection.promoted], ctx.layout.policy)
+        merge_adapter(ctx.train_base_path(), candidates[selection.promoted], ctx.layout.policy)
         record.new_policy = ctx.layout.policy_ref
     write_json_atomic(ctx.layout.selection, record.model_dump(mode="json", exclude_none=True))
     cycle = run.manifest.cycles[str(ctx.number)]
@@ -374,6 +463,8 @@ STAGES: list[Stage] = [
     Stage("gate", gate, enabled=lambda ctx: ctx.config.gate.reference is not None, doc="training judge vs reference"),
     Stage("reminder", reminder, doc="reminder-conditioned responses (rescue and contrast)"),
     Stage("preferences", preferences, doc="DPO pairs and KTO examples"),
+    Stage("demonstrations", demonstrations, enabled=_sft_on, doc="demonstration rows for SFT"),
+    Stage("train_sft", train_sft, enabled=_sft_on, doc="SFT (LoRA) on the demonstrations; DPO/KTO start from it"),
     *(Stage(f"train_{m}", partial(train, method=m), doc=f"the {m.upper()} LoRA candidate") for m in CANDIDATES),
     Stage("validate_current", validate_current, doc="the starting policy on the validation prompts"),
     *(

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
-class TrainSection(BaseModel):
-    """LoRA training settings shared by every method."""
+class LoRASection(BaseModel):
+    """LoRA training settings shared by every method (demonstrations, DPO, KTO)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    beta: float = Field(default=0.1, gt=0.0, description="Strength of the KL anchor to the reference.")
     learning_rate: float = Field(default=5e-4, gt=0.0, description="AdamW learning rate (LoRA wants ~1e-4-1e-3).")
     epochs: float = Field(default=1.0, gt=0.0, description="Passes over the preference data (if max_steps unset).")
     max_steps: int | None = Field(default=None, ge=1, description="Stop after this many optimiser steps.")
@@ -32,13 +31,6 @@ class TrainSection(BaseModel):
         description="Modules that get LoRA adapters ('all-linear' for every linear layer).",
     )
     max_length: int = Field(default=256, ge=16, description="Prompt + response tokens; longer rows are truncated.")
-    reference: Literal["base", "previous"] = Field(
-        default="previous", description="Reference model: base (pi_0) or previous (the policy this cycle starts from)."
-    )
-    precompute_ref_log_probs: bool = Field(
-        default=False,
-        description="Compute the reference model's log-probs once before training (TRL), instead of every step.",
-    )
     warmup_ratio: float = Field(default=0.0, ge=0.0, lt=1.0, description="Share of steps with a rising learning rate.")
     logging_steps: int = Field(default=1, ge=1, description="Log loss, rewards and KL every N steps.")
     checkpoint_minutes: float = Field(
@@ -47,6 +39,66 @@ class TrainSection(BaseModel):
         description="Save a Trainer checkpoint at least this often (minutes; 0 = never); a crashed training "
         "stage resumes from its last checkpoint.",
     )
+
+
+class TrainSection(LoRASection):
+    """LoRA preference training (what DPO and KTO share): the reference model and its KL anchor."""
+
+    beta: float = Field(default=0.1, gt=0.0, description="Strength of the KL anchor to the reference.")
+    reference: Literal["base", "previous"] = Field(
+        default="previous", description="Reference model: base (pi_0) or previous (the policy this cycle starts from)."
+    )
+    precompute_ref_log_probs: bool = Field(
+        default=False,
+        description="Compute the reference model's log-probs once before training (TRL), instead of every step.",
+    )
+
+
+class DemoPromptSet(BaseModel):
+    """A prompt set whose written responses (``reference_response``) serve as demonstrations."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str = Field(description="A prompt source with written responses: medsafetybench or medquad.")
+    split: str = Field(default="train", description="Split (never the held-out test part).")
+    limit: int | None = Field(default=None, ge=1, description="Use at most N prompts (a seeded random subset).")
+    subset_seed: int = Field(default=0, description="Seed of the subset.")
+
+    @field_validator("split")
+    @classmethod
+    def _not_held_out(cls, value: str) -> str:
+        if value == "test":
+            raise ValueError("the test part is held out from every training stage; use train")
+        return value
+
+
+class SFTSection(LoRASection):
+    """The demonstration stage: supervised fine-tuning (TRL ``SFTTrainer``, LoRA) on good responses,
+    before DPO and KTO; the candidates of the cycle are trained on top of its result.
+
+    Demonstrations come from the reminder responses that scored well (a refusal drawn with the
+    safety reminder for a harmful prompt, a good answer for a benign one), reviewers' corrected
+    responses, and the written responses of public prompt sets (safe responses of MedSafetyBench,
+    NIH answers of MedQuAD; train parts only).
+    """
+
+    enabled: bool = Field(default=False, description="Run the demonstration stage.")
+    cycles: list[int] | None = Field(default=None, description="Cycles that run it (null = every cycle).")
+    sources: list[Literal["reminder", "human", "public"]] = Field(
+        default_factory=lambda: ["reminder", "human", "public"], description="Where demonstrations come from."
+    )
+    public_prompts: list[DemoPromptSet] = Field(
+        default_factory=lambda: [
+            DemoPromptSet(source="medsafetybench", limit=160),
+            DemoPromptSet(source="medquad", limit=160),
+        ],
+        description="Public prompt sets whose written responses are demonstrations (train parts only).",
+    )
+    max_examples: int | None = Field(default=None, ge=1, description="Cap on demonstrations per cycle (seeded).")
+
+    def runs_in(self, cycle: int) -> bool:
+        """True when the stage is on for ``cycle``."""
+        return self.enabled and (self.cycles is None or cycle in self.cycles)
 
 
 class DPOSection(TrainSection):

@@ -24,9 +24,12 @@ import torch
 from carealign.errors import CarealignError
 from carealign.io import read_jsonl, write_jsonl_atomic
 from carealign.preferences import DPO_COLUMNS, KTO_COLUMNS, trl_columns
-from carealign.train.config import DPOSection, KTOSection, TrainSection
+from carealign.train.config import DPOSection, KTOSection, LoRASection, TrainSection
 
-Method = Literal["dpo", "kto"]
+Method = Literal["sft", "dpo", "kto"]
+
+#: The columns TRL's trainers read, by method (conversational rows).
+SFT_COLUMNS = ("prompt", "completion")
 
 
 @dataclass
@@ -43,7 +46,7 @@ class TrainResult:
     resumed_from_step: int | None = None
 
 
-def lora_config(settings: TrainSection) -> Any:
+def lora_config(settings: LoRASection) -> Any:
     """The PEFT LoRA config of ``settings``."""
     from peft import LoraConfig
 
@@ -59,15 +62,15 @@ def lora_config(settings: TrainSection) -> Any:
 
 def trl_args(
     method: Method,
-    settings: TrainSection,
+    settings: LoRASection,
     output_dir: str | Path,
     *,
     seed: int = 0,
     device: str = "auto",
     report_to: list[str] | None = None,
 ) -> Any:
-    """The TRL ``DPOConfig``/``KTOConfig`` for ``settings`` (also used by the benchmark)."""
-    from trl import DPOConfig, KTOConfig
+    """The TRL ``SFTConfig``/``DPOConfig``/``KTOConfig`` for ``settings`` (also used by the benchmark)."""
+    from trl import DPOConfig, KTOConfig, SFTConfig
 
     on_cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
     common: dict[str, Any] = {
@@ -77,7 +80,6 @@ def trl_args(
         "learning_rate": settings.learning_rate,
         "num_train_epochs": settings.epochs,
         "max_steps": settings.max_steps if settings.max_steps is not None else -1,
-        "beta": settings.beta,
         "max_length": settings.max_length,
         "logging_steps": settings.logging_steps,
         "warmup_steps": settings.warmup_ratio,  # a float < 1 is a ratio of the total steps
@@ -93,8 +95,12 @@ def trl_args(
         "bf16": True if not on_cpu else torch.backends.cpu.get_cpu_capability() in ("AVX512", "AVX512_BF16", "AMX"),
         "dataloader_num_workers": 0,
         "remove_unused_columns": False,
-        "precompute_ref_log_probs": settings.precompute_ref_log_probs,
     }
+    if method == "sft":
+        return SFTConfig(**common, completion_only_loss=True)
+    if not isinstance(settings, TrainSection):
+        raise CarealignError(f"{method} needs preference-training settings (beta, reference), got {type(settings)}")
+    common.update(beta=settings.beta, precompute_ref_log_probs=settings.precompute_ref_log_probs)
     if method == "dpo":
         loss = settings.loss_type if isinstance(settings, DPOSection) else "sigmoid"
         return DPOConfig(**common, loss_type=[loss] if isinstance(loss, str) else list(loss))
@@ -158,7 +164,7 @@ def train_adapter(
     method: Method,
     policy_path: str | Path,
     rows: list[dict[str, Any]],
-    settings: TrainSection,
+    settings: LoRASection,
     out_dir: str | Path,
     *,
     reference_path: str | Path | None = None,
@@ -168,18 +174,21 @@ def train_adapter(
 ) -> TrainResult:
     """Train one LoRA adapter with TRL and save it to ``out_dir/adapter`` atomically.
 
-    ``rows`` are DPO pairs (``prompt, chosen, rejected``) or KTO examples
-    (``prompt, completion, label``); extra metadata columns are dropped before training.
-    With ``reference_path`` the reference model is loaded from there; otherwise the policy
-    with its adapter disabled serves as the reference.
+    ``rows`` are demonstrations (``prompt, completion``; ``sft``), DPO pairs (``prompt, chosen,
+    rejected``) or KTO examples (``prompt, completion, label``); extra metadata columns are dropped
+    before training. With ``reference_path`` the reference model is loaded from there; otherwise
+    the policy with its adapter disabled serves as the reference (DPO, KTO).
+
+    Trainer checkpoints are saved to ``out_dir/checkpoints`` every ``settings.checkpoint_minutes``;
+    when one is there (a crashed run), training resumes from it.
     """
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from trl import DPOTrainer, KTOTrainer
+    from trl import DPOTrainer, KTOTrainer, SFTTrainer
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    columns = DPO_COLUMNS if method == "dpo" else KTO_COLUMNS
+    columns = {"sft": SFT_COLUMNS, "dpo": DPO_COLUMNS, "kto": KTO_COLUMNS}[method]
     data = trl_columns(rows, columns)
     if method == "kto":
         labels = {bool(r["label"]) for r in data}
@@ -221,10 +230,11 @@ def train_adapter(
     work = Path(tempfile.mkdtemp(prefix=f".{method}-work-", dir=out))
     try:
         args = trl_args(method, settings, checkpoints, seed=seed, device=device, report_to=report_to)
-        trainer_cls = DPOTrainer if method == "dpo" else KTOTrainer
+        kwargs: dict[str, Any] = {} if method == "sft" else {"ref_model": ref_model}
+        trainer_cls: Any = {"sft": SFTTrainer, "dpo": DPOTrainer, "kto": KTOTrainer}[method]
         trainer = trainer_cls(
             model=model,
-            ref_model=ref_model,
+            **kwargs,
             args=args,
             train_dataset=Dataset.from_list(data),
             processing_class=tokenizer,
