@@ -164,7 +164,7 @@ def check_judge_spec(spec: str) -> None:
         raise _unknown(spec)
     if kind in _PANEL_KINDS.values():
         _members(spec, arg)
-    elif arg is not None and kind not in ("llm", "classifier"):
+    elif arg is not None and kind in ("rules", "self"):  # plug-ins may take an argument
         raise _unknown(spec)
 
 
