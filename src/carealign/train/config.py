@@ -19,7 +19,7 @@ class LoRASection(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     learning_rate: float = Field(default=5e-4, gt=0.0, description="AdamW learning rate (LoRA wants ~1e-4-1e-3).")
-    epochs: float = Field(default=1.0, gt=0.0, description="Passes over the preference data (if max_steps unset).")
+    epochs: float = Field(default=1.0, gt=0.0, description="Passes over the training data (if max_steps unset).")
     max_steps: int | None = Field(default=None, ge=1, description="Stop after this many optimiser steps.")
     batch_size: int = Field(default=4, ge=2, description="Examples per device step (KTO needs >= 2).")
     gradient_accumulation_steps: int = Field(default=1, ge=1, description="Steps accumulated per optimiser update.")
