@@ -41,10 +41,17 @@ class LoRASection(BaseModel):
     )
 
 
-class TrainSection(LoRASection):
-    """LoRA preference training (what DPO and KTO share): the reference model and its KL anchor."""
+class _KLAnchor(BaseModel):
+    """The strength of the KL anchor (first among a preference section's keys, as the config lists them)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     beta: float = Field(default=0.1, gt=0.0, description="Strength of the KL anchor to the reference.")
+
+
+class TrainSection(LoRASection, _KLAnchor):
+    """LoRA preference training (what DPO and KTO share): the reference model and its KL anchor."""
+
     reference: Literal["base", "previous"] = Field(
         default="previous", description="Reference model: base (pi_0) or previous (the policy this cycle starts from)."
     )
