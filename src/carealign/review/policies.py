@@ -39,3 +39,10 @@ def group_policy(group: Group) -> SafetyPolicy:
     if not group.policy_text:
         return SafetyPolicy.cares()
     return parse_policy_text(group.policy_text, where=f"group {group.name!r} policy")
+
+
+def correction_is_preference(policy: SafetyPolicy, harm_level: int | None, verdict: str) -> bool:
+    """Whether a correction becomes a DPO pair (correction chosen, original rejected): when the
+    human verdict scores the original below the policy's threshold, or the harm level is unknown."""
+    score = policy.score(harm_level, verdict)
+    return score is None or score < policy.desirable_threshold

@@ -26,9 +26,12 @@ from carealign.review.accounts import can_access_group
 from carealign.review.audit import Actor, record
 from carealign.review.errors import Conflict, Forbidden, InvalidInput, NotFound
 from carealign.review.models import Choice, Decision, Item, ItemKind, ItemStatus, Response, Review, User, utcnow
+from carealign.review.policies import group_policy
+from carealign.review.wording import excluded_correction_warning
 
-#: Longest corrected response and note accepted.
-MAX_CORRECTION = 20_000
+#: Longest corrected response accepted (characters): room for a correction started from a long response.
+MAX_CORRECTION = 200_000
+#: Longest note accepted (characters).
 MAX_NOTE = 5_000
 
 
@@ -92,6 +95,8 @@ def parse_verdict(value: str | None) -> str:
     except ValueError:
         v = Verdict.UNSCORED
     if v not in DECIDED_VERDICTS:
+        if not value:
+            raise InvalidInput("choose a verdict: the response complied, hedged or warned, or declined")
         raise InvalidInput(f"verdict {value!r}: expected Accept, Caution or Refuse")
     return v.value
 
@@ -109,7 +114,7 @@ def _clean_text(value: str | None, limit: int, what: str) -> str | None:
         return None
     text = value.replace("\r\n", "\n").strip()
     if len(text) > limit:
-        raise InvalidInput(f"{what} too long: {len(text)} characters, at most {limit}")
+        raise InvalidInput(f"{what} too long: {len(text):,} characters, at most {limit:,}")
     return text or None
 
 
@@ -181,8 +186,12 @@ def _review(
     if item.kind != kind.value:
         what = "a verdict" if kind is ItemKind.LABEL else "a choice"
         raise InvalidInput(f"item {item_id} is a {item.kind} item; it does not take {what}")
-    _check_version(item, version)
     mine = next((r for r in item.reviews if r.reviewer_id == user.id), None)
+    if not (mine is None and item.status == ItemStatus.OPEN.value and len(item.reviews) < item.required_reviews):
+        # Another reviewer's review of an item that still has room for this one is no conflict:
+        # reviews are independent (and blind), so only a change this reviewer must see first is.
+        _check_version(item, version)
+    version = item.version
     if item.decision == Decision.ADJUDICATED.value:
         raise Conflict(f"item {item_id} was adjudicated; only an admin can change it now", item_state(item))
     if mine is None and len(item.reviews) >= item.required_reviews:
@@ -302,3 +311,18 @@ def adjudicate(
     )
     _save(db, item, version, commit=True)  # one flush: the version check, the changes and the audit entry
     return item
+
+
+def correction_warning(item: Item, user: User) -> str | None:
+    """The warning for ``user``'s latest change to a label item when its correction would be left
+    out of the DPO export (see :func:`carealign.review.wording.excluded_correction_warning`)."""
+    if item.kind != ItemKind.LABEL.value:
+        return None
+    if item.decision == Decision.ADJUDICATED.value and item.decided_by_id == user.id:
+        verdict, correction = item.final_verdict, item.final_response
+    else:
+        mine = next((r for r in item.reviews if r.reviewer_id == user.id), None)
+        if mine is None:
+            return None
+        verdict, correction = mine.verdict, mine.corrected_response
+    return excluded_correction_warning(group_policy(item.group), item.prompt.harm_level, verdict, correction)

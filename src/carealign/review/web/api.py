@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
+import anyio.to_thread
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import func, select
@@ -18,10 +19,11 @@ from sqlalchemy import func, select
 from carealign.review import accounts, reviewing
 from carealign.review.agreement import group_stats
 from carealign.review.audit import Actor, audit_query, entry_row
-from carealign.review.auth import authenticate, end_session, start_session
+from carealign.review.auth import end_session, start_session
 from carealign.review.errors import Forbidden
 from carealign.review.importing import SourceRows, import_sources
 from carealign.review.queue import claim_next, queue_count, queue_query
+from carealign.review.web.actions import run_item_action
 from carealign.review.web.admin import jsonl_download
 from carealign.review.web.deps import (
     SESSION_COOKIE,
@@ -34,6 +36,7 @@ from carealign.review.web.deps import (
     ItemId,
     NameParam,
 )
+from carealign.review.web.login import log_in
 from carealign.review.web.schemas import (
     AdjudicateIn,
     ChoiceBody,
@@ -56,12 +59,13 @@ def _me(auth: Any) -> dict[str, Any]:
 
 
 @router.post("/login", summary="Log in; sets the session cookie and returns the CSRF token")
-def login(request: Request, db: Db, body: LoginIn) -> Response:
-    ip = request.client.host if request.client else "unknown"
-    user = authenticate(db, body.name, body.password, ip, request.app.state.settings.login_limits)
+async def login(request: Request, db: Db, body: LoginIn) -> Response:
+    user = await log_in(request, db, body.name, body.password)
     if user is None:
         return JSONResponse({"detail": "wrong user name or password"}, status_code=401)
-    token, session = start_session(db, user, request.app.state.settings.session_lifetime)
+    token, session = await anyio.to_thread.run_sync(
+        start_session, db, user, request.app.state.settings.session_lifetime
+    )
     response = JSONResponse({"user": user_view(user), "csrf_token": session.csrf_token})
     response.set_cookie(
         SESSION_COOKIE,
@@ -125,43 +129,26 @@ def get_item(db: Db, auth: CurrentAuth, item_id: ItemId) -> dict[str, Any]:
     return item_view(reviewing.load_item(db, item_id, auth.user), auth.user)
 
 
-def _fresh(db: Db, item: Any, auth: Any) -> dict[str, Any]:
-    return item_view(reviewing.load_item(db, item.id, auth.user), auth.user)
+def _act(db: Db, auth: Any, item_id: int, action: str, body: ReviewIn | ChoiceBody | AdjudicateIn) -> dict[str, Any]:
+    """Run an item action with a JSON body; answer the item as it is now, with the action's warnings."""
+    result = run_item_action(db, auth, item_id, action, body.version, body.model_dump(exclude={"version"}))
+    view = item_view(reviewing.load_item(db, result.item.id, auth.user), auth.user)
+    return {**view, "warnings": [result.warning] if result.warning else []}
 
 
 @router.post("/items/{item_id}/review", summary="Set (or change) your verdict on a label item")
 def review(db: Db, auth: ApiWriteAuth, item_id: ItemId, body: ReviewIn) -> dict[str, Any]:
-    item = reviewing.submit_review(
-        db,
-        item_id,
-        auth.user,
-        verdict=body.verdict,
-        version=body.version,
-        corrected_response=body.corrected_response,
-        note=body.note,
-    )
-    return _fresh(db, item, auth)
+    return _act(db, auth, item_id, "review", body)
 
 
 @router.post("/items/{item_id}/choice", summary="Choose the better response of a pair item")
 def choice(db: Db, auth: ApiWriteAuth, item_id: ItemId, body: ChoiceBody) -> dict[str, Any]:
-    item = reviewing.submit_choice(db, item_id, auth.user, choice=body.choice, version=body.version, note=body.note)
-    return _fresh(db, item, auth)
+    return _act(db, auth, item_id, "choice", body)
 
 
 @router.post("/items/{item_id}/adjudicate", summary="Decide an item whose reviewers disagree")
 def adjudicate(db: Db, auth: ApiWriteAuth, item_id: ItemId, body: AdjudicateIn) -> dict[str, Any]:
-    item = reviewing.adjudicate(
-        db,
-        item_id,
-        auth.user,
-        version=body.version,
-        verdict=body.verdict,
-        choice=body.choice,
-        corrected_response=body.corrected_response,
-        note=body.note,
-    )
-    return _fresh(db, item, auth)
+    return _act(db, auth, item_id, "adjudicate", body)
 
 
 @router.get("/groups", summary="Your groups with queue counts and reviewer agreement")

@@ -18,13 +18,16 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import text
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from carealign.errors import CarealignError
 from carealign.review.auth import LoginLimits, LoginRefused
 from carealign.review.db import open_database
 from carealign.review.errors import Conflict, ReviewError
 from carealign.review.web.deps import NotAuthenticated, optional_auth
+from carealign.review.web.gate import RequestGate
 from carealign.review.web.templating import render
 
 #: Response headers that keep pages out of frames and scripts to this origin.
@@ -49,6 +52,13 @@ class ReviewSettings:
     session_lifetime: timedelta = field(default=timedelta(hours=12), metadata={"help": "Login session lifetime."})
     login_limits: LoginLimits = field(default_factory=LoginLimits, metadata={"help": "Failed-login rate limits."})
     migrate: bool = field(default=True, metadata={"help": "Bring the schema up to date on start."})
+    trusted_proxies: tuple[str, ...] = field(
+        default=(),
+        metadata={
+            "help": "Addresses or networks (CIDR) of reverse proxies whose X-Forwarded-For and X-Forwarded-Proto "
+            "are believed; empty: the TCP peer is the client."
+        },
+    )
     threads: int = field(
         default=int(os.environ.get("CAREALIGN_REVIEW_THREADS", "8")),
         metadata={"help": "Worker threads for requests (more only adds contention for the GIL and the database)."},
@@ -112,7 +122,10 @@ def create_app(settings: ReviewSettings | str) -> FastAPI:
     app.state.templates = templates
     app.mount("/static", StaticFiles(directory=str(package.joinpath("static"))), name="static")
 
+    app.add_middleware(RequestGate, sessions=sessions)  # innermost of the three: runs after the others
     app.add_middleware(SecurityHeaders)
+    if settings.trusted_proxies:
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=list(settings.trusted_proxies))  # outermost
 
     _install_handlers(app)
 
@@ -171,6 +184,15 @@ def _install_handlers(app: FastAPI) -> None:
         if _is_api(request):
             return JSONResponse({"detail": str(exc)}, status_code=400)
         return _error_page(request, 400, str(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if _is_api(request):
+            return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+        response = _error_page(request, exc.status_code, str(exc.detail))
+        if exc.headers:
+            response.headers.update(exc.headers)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:

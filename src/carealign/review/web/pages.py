@@ -4,23 +4,26 @@ from __future__ import annotations
 
 import secrets
 from typing import Annotated, Any
+from urllib.parse import quote
 
+import anyio.to_thread
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
 from carealign.review import accounts, reviewing
 from carealign.review.agreement import group_stats
-from carealign.review.auth import authenticate, end_session, start_session, tokens_match
+from carealign.review.auth import end_session, start_session, tokens_match
 from carealign.review.errors import Conflict, Forbidden, InvalidInput
 from carealign.review.queue import TABS, claim_next_id, queue_count, queue_query
+from carealign.review.web.actions import run_item_action
 from carealign.review.web.deps import LOGIN_CSRF_COOKIE, SESSION_COOKIE, CurrentAuth, Db, ItemId, check_csrf
+from carealign.review.web.login import log_in
 from carealign.review.web.templating import render
 from carealign.review.web.views import item_summary, item_view
 
 router = APIRouter()
 PAGE_SIZE = 50
 
-Text = Annotated[str | None, Form(max_length=20_000)]
 Csrf = Annotated[str | None, Form(max_length=200)]
 Version = Annotated[int, Form(ge=1, le=2**31 - 1)]
 Then = Annotated[str, Form(pattern="^(stay|next)$")]
@@ -50,31 +53,41 @@ def home() -> RedirectResponse:
 
 
 @router.get("/login", summary="Login page")
-def login_page(request: Request, next: Annotated[str | None, Query(max_length=500)] = None) -> Response:
+def login_page(
+    request: Request,
+    next: Annotated[str | None, Query(max_length=500)] = None,
+    expired: Annotated[int | None, Query(ge=0, le=1)] = None,
+) -> Response:
     token = request.cookies.get(LOGIN_CSRF_COOKIE) or secrets.token_urlsafe(32)
-    response = render(request, "login.html", {"login_csrf": token, "next": _safe_next(next)})
+    response = render(request, "login.html", {"login_csrf": token, "next": _safe_next(next), "expired": bool(expired)})
     _set_cookie(request, response, LOGIN_CSRF_COOKIE, token, 3600, "strict")
     return response
 
 
 @router.post("/login", summary="Log in (form)")
-def login_form(
+async def login_form(
     request: Request,
     db: Db,
     name: Annotated[str, Form(max_length=200)],
     password: Annotated[str, Form(max_length=1024)],
     csrf_token: Csrf = None,
     next: Annotated[str | None, Form(max_length=500)] = None,
+    expired: Annotated[int | None, Form(ge=0, le=1)] = None,
 ) -> Response:
     cookie = request.cookies.get(LOGIN_CSRF_COOKIE)
     if not tokens_match(cookie, csrf_token):
         raise Forbidden("the login form expired or was not sent from this site; reload the page and log in again")
-    ip = request.client.host if request.client else "unknown"
-    user = authenticate(db, name, password, ip, request.app.state.settings.login_limits)
+    user = await log_in(request, db, name, password)
     if user is None:
-        ctx = {"login_csrf": cookie, "next": _safe_next(next), "error": "wrong user name or password", "name": name}
+        ctx = {
+            "login_csrf": cookie,
+            "next": _safe_next(next),
+            "error": "wrong user name or password",
+            "name": name,
+            "expired": bool(expired),
+        }
         return render(request, "login.html", ctx, status_code=401)
-    token, _ = start_session(db, user, request.app.state.settings.session_lifetime)
+    token, _ = await anyio.to_thread.run_sync(start_session, db, user, request.app.state.settings.session_lifetime)
     response = RedirectResponse(_safe_next(next), status_code=303)
     lifetime = int(request.app.state.settings.session_lifetime.total_seconds())
     _set_cookie(request, response, SESSION_COOKIE, token, lifetime, "lax")
@@ -157,13 +170,21 @@ def _item_page(
     conflict: dict[str, Any] | None = None,
     entered: dict[str, Any] | None = None,
     saved: bool = False,
+    warning: str | None = None,
     adjudication: bool = False,
 ) -> Response:
     db.expire_all()
     item = reviewing.load_item(db, item_id, auth.user)
     view = item_view(item, auth.user)
     name = "adjudicate.html" if adjudication else ("pair.html" if item.kind == "pair" else "item.html")
-    ctx = {"item": view, "message": message, "conflict": conflict, "entered": entered or {}, "saved": saved}
+    ctx = {
+        "item": view,
+        "message": message,
+        "conflict": conflict,
+        "entered": entered or {},
+        "saved": saved,
+        "warning": warning,
+    }
     return render(request, name, ctx, status_code=status_code, auth=auth)
 
 
@@ -175,34 +196,54 @@ def item_page(
     item_id: ItemId,
     saved: Annotated[int | None, Query(ge=0, le=1)] = None,
 ) -> Response:
-    return _item_page(request, db, auth, item_id, saved=bool(saved))
+    warning = None
+    if saved:
+        warning = reviewing.correction_warning(reviewing.load_item(db, item_id, auth.user), auth.user)
+    return _item_page(request, db, auth, item_id, saved=bool(saved), warning=warning)
 
 
-def _after_save(db: Db, auth: Any, item: Any, then: str) -> RedirectResponse:
-    if then == "next":
-        nxt = claim_next_id(db, auth.user, [item.group_id])
-        if nxt is not None:
-            return RedirectResponse(f"/items/{nxt}", status_code=303)
-        return RedirectResponse(f"/queue?group={item.group.name}&saved={item.id}&empty=1", status_code=303)
-    return RedirectResponse(f"/items/{item.id}?saved=1", status_code=303)
-
-
-def _refused(
-    request: Request, db: Db, auth: Any, item_id: int, exc: Exception, entered: dict[str, Any], adj: bool
+def _item_form(
+    request: Request,
+    db: Db,
+    auth: Any,
+    item_id: int,
+    action: str,
+    version: int,
+    entered: dict[str, Any],
+    csrf_token: str | None,
+    then: str = "stay",
 ) -> Response:
-    if isinstance(exc, Conflict):
+    """Run an item action from a form: on success go on (to the next item, or back with "Saved");
+    on refusal show the page again with the reason and everything the reviewer typed."""
+    check_csrf(auth, csrf_token)
+    adjudication = action == "adjudicate"
+    try:
+        result = run_item_action(db, auth, item_id, action, version, entered)
+    except (Conflict, InvalidInput) as exc:
         return _item_page(
             request,
             db,
             auth,
             item_id,
-            status_code=409,
+            status_code=exc.status,
             message=str(exc),
-            conflict=exc.current,
+            conflict=exc.current if isinstance(exc, Conflict) else None,
             entered=entered,
-            adjudication=adj,
+            adjudication=adjudication,
         )
-    return _item_page(request, db, auth, item_id, status_code=400, message=str(exc), entered=entered, adjudication=adj)
+    item = result.item
+    if then == "next" and result.warning is None:  # a warning is shown on the item before moving on
+        nxt = claim_next_id(db, auth.user, [item.group_id])
+        if nxt is not None:
+            return RedirectResponse(f"/items/{nxt}", status_code=303)
+        return RedirectResponse(f"/queue?group={quote(item.group.name)}&saved={item.id}&empty=1", status_code=303)
+    return RedirectResponse(f"/items/{item.id}?saved=1", status_code=303)
+
+
+#: Free text of a form. Its length is checked by the service (so that a refusal keeps the text);
+#: the request gate bounds the body.
+Text = Annotated[str | None, Form()]
+Pick = Annotated[str | None, Form(max_length=20)]
 
 
 @router.post("/items/{item_id}/review", summary="Set a verdict on a label item (form)")
@@ -212,21 +253,14 @@ def review_form(
     auth: CurrentAuth,
     item_id: ItemId,
     version: Version,
-    verdict: Annotated[str, Form(max_length=20)],
+    verdict: Pick = None,
     corrected_response: Text = None,
     note: Text = None,
     csrf_token: Csrf = None,
     then: Then = "stay",
 ) -> Response:
-    check_csrf(auth, csrf_token)
     entered = {"verdict": verdict, "corrected_response": corrected_response, "note": note}
-    try:
-        item = reviewing.submit_review(
-            db, item_id, auth.user, verdict=verdict, version=version, corrected_response=corrected_response, note=note
-        )
-    except (Conflict, InvalidInput) as exc:
-        return _refused(request, db, auth, item_id, exc, entered, False)
-    return _after_save(db, auth, item, then)
+    return _item_form(request, db, auth, item_id, "review", version, entered, csrf_token, then)
 
 
 @router.post("/items/{item_id}/choice", summary="Choose the better response of a pair item (form)")
@@ -236,18 +270,13 @@ def choice_form(
     auth: CurrentAuth,
     item_id: ItemId,
     version: Version,
-    choice: Annotated[str, Form(max_length=10)],
+    choice: Pick = None,
     note: Text = None,
     csrf_token: Csrf = None,
     then: Then = "stay",
 ) -> Response:
-    check_csrf(auth, csrf_token)
     entered = {"choice": choice, "note": note}
-    try:
-        item = reviewing.submit_choice(db, item_id, auth.user, choice=choice, version=version, note=note)
-    except (Conflict, InvalidInput) as exc:
-        return _refused(request, db, auth, item_id, exc, entered, False)
-    return _after_save(db, auth, item, then)
+    return _item_form(request, db, auth, item_id, "choice", version, entered, csrf_token, then)
 
 
 @router.get("/items/{item_id}/adjudicate", summary="Adjudication page of an item")
@@ -267,28 +296,14 @@ def adjudicate_form(
     auth: CurrentAuth,
     item_id: ItemId,
     version: Version,
-    verdict: Annotated[str | None, Form(max_length=20)] = None,
-    choice: Annotated[str | None, Form(max_length=10)] = None,
+    verdict: Pick = None,
+    choice: Pick = None,
     corrected_response: Text = None,
     note: Text = None,
     csrf_token: Csrf = None,
 ) -> Response:
-    check_csrf(auth, csrf_token)
     entered = {"verdict": verdict, "choice": choice, "corrected_response": corrected_response, "note": note}
-    try:
-        item = reviewing.adjudicate(
-            db,
-            item_id,
-            auth.user,
-            version=version,
-            verdict=verdict,
-            choice=choice,
-            corrected_response=corrected_response,
-            note=note,
-        )
-    except (Conflict, InvalidInput) as exc:
-        return _refused(request, db, auth, item_id, exc, entered, True)
-    return RedirectResponse(f"/items/{item.id}?saved=1", status_code=303)
+    return _item_form(request, db, auth, item_id, "adjudicate", version, entered, csrf_token)
 
 
 @router.get("/groups", summary="Groups: queue counts and reviewer agreement")
