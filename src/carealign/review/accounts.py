@@ -68,19 +68,31 @@ def get_group(db: Session, name: str) -> Group:
 
 
 def _group_summary(group: Group) -> dict[str, object]:
-    return {"name": group.name, "reviews_required": group.reviews_required, "policy": group.policy_text}
+    return {
+        "name": group.name,
+        "reviews_required": group.reviews_required,
+        "blind": bool(group.blind),
+        "policy": group.policy_text,
+    }
 
 
 def create_group(
-    db: Session, name: str, actor: Actor, *, reviews_required: int = 1, policy_text: str | None = None
+    db: Session,
+    name: str,
+    actor: Actor,
+    *,
+    reviews_required: int = 1,
+    policy_text: str | None = None,
+    blind: bool = False,
 ) -> Group:
-    """Create a stakeholder group, optionally with its own safety policy (YAML/JSON text). Flushes."""
+    """Create a stakeholder group, optionally with its own safety policy (YAML/JSON text) and blind
+    review (judges' verdicts hidden until the reviewer decides). Flushes."""
     name = check_name(name, "group")
     if db.scalar(select(Group.id).where(Group.name == name)) is not None:
         raise InvalidInput(f"group {name!r} already exists")
     _check_reviews(reviews_required)
     policy_text = _check_policy(policy_text, name)
-    group = Group(name=name, reviews_required=reviews_required, policy_text=policy_text)
+    group = Group(name=name, reviews_required=reviews_required, policy_text=policy_text, blind=blind)
     db.add(group)
     db.flush()
     record(db, actor, "group.create", target=f"group:{name}", new=_group_summary(group))
@@ -103,12 +115,16 @@ def update_group(
     reviews_required: int | None = None,
     policy_text: str | None = None,
     clear_policy: bool = False,
+    blind: bool | None = None,
 ) -> Group:
-    """Change a group's number of required reviews (for items imported from now on) and its policy. Flushes."""
+    """Change a group's number of required reviews (for items imported from now on), its policy
+    and blind review. Flushes."""
     group = get_group(db, name)
     old = _group_summary(group)
     if reviews_required is not None:
         group.reviews_required = _check_reviews(reviews_required)
+    if blind is not None:
+        group.blind = blind
     if clear_policy:
         group.policy_text = None
     elif policy_text is not None:

@@ -203,7 +203,8 @@ def _review(
     old = {"review": _review_value(mine), "state": item_state(item)}
     now = utcnow()
     if mine is None:
-        mine = Review(item=item, reviewer=user, created_at=now, updated_at=now, **fields)
+        # blind: the group withholds the judges' verdicts, and this is the reviewer's first review
+        mine = Review(item=item, reviewer=user, created_at=now, updated_at=now, blind=item.group.blind, **fields)
         db.add(mine)
         action = "review.create"
     else:
@@ -247,6 +248,20 @@ def submit_choice(db: Session, item_id: int, user: User, *, choice: str, version
     """Record which of a pair item's two responses ``user`` finds better (``a``, ``b`` or ``tie``). Commits."""
     fields = {"choice": parse_choice(choice), "note": _clean_text(note, MAX_NOTE, "note")}
     return _review(db, item_id, user, version, ItemKind.PAIR, fields)
+
+
+def other_responses(db: Session, item: Item) -> list[Response]:
+    """The other responses to the item's prompt that are up for review in the same group (other
+    samples, other models), with their judges' verdicts: what the reviewer compares the response with."""
+    shown = {item.response_id, item.response_b_id}
+    in_group = select(Item.response_id).where(Item.group_id == item.group_id, Item.prompt_id == item.prompt_id)
+    rows = db.scalars(
+        select(Response)
+        .where(Response.prompt_id == item.prompt_id, Response.id.in_(in_group))
+        .options(selectinload(Response.verdicts))
+        .order_by(Response.source, Response.sample, Response.id)
+    ).all()
+    return [r for r in rows if r.id not in shown]
 
 
 def can_adjudicate(user: User, item: Item) -> bool:

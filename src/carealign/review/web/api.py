@@ -22,7 +22,7 @@ from carealign.review.audit import Actor, audit_query, entry_row
 from carealign.review.auth import end_session, start_session
 from carealign.review.errors import Forbidden
 from carealign.review.importing import SourceRows, import_sources
-from carealign.review.queue import claim_next, queue_count, queue_query
+from carealign.review.queue import QueueFilter, claim_next, progress, queue_count, queue_query, skip
 from carealign.review.web.actions import run_item_action
 from carealign.review.web.admin import jsonl_download
 from carealign.review.web.deps import (
@@ -110,23 +110,40 @@ def queue(
     tab: Annotated[str, Query(pattern="^(review|adjudicate|done)$")] = "review",
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    harm_level: Annotated[int | None, Query(ge=0, le=3, description="Only this harm level.")] = None,
+    principle: Annotated[str | None, Query(max_length=128, description="Only this principle.")] = None,
+    source: Annotated[str | None, Query(max_length=512, description="Only responses from this source.")] = None,
 ) -> dict[str, Any]:
     ids = _ids(db, auth, group)
-    items = db.scalars(queue_query(auth.user, ids, tab).limit(limit).offset(offset)).all()
-    return {"total": queue_count(db, auth.user, ids, tab), "items": [item_summary(i) for i in items]}
+    flt = QueueFilter(harm_level, principle or None, source or None)
+    items = db.scalars(queue_query(auth.user, ids, tab, flt).limit(limit).offset(offset)).all()
+    done = progress(db, auth.user, ids, flt)
+    return {
+        "total": queue_count(db, auth.user, ids, tab, flt),
+        "progress": {"reviewed": done.reviewed, "left": done.left},
+        "items": [item_summary(i, auth.user) for i in items],
+    }
 
 
 @router.post("/queue/next", summary="Reserve the next item to review (null when the queue is empty)")
 def queue_next(db: Db, auth: ApiWriteAuth, body: NextIn) -> dict[str, Any]:
-    item = claim_next(db, auth.user, _ids(db, auth, body.group))
+    flt = QueueFilter(body.harm_level, body.principle or None, body.source or None)
+    item = claim_next(db, auth.user, _ids(db, auth, body.group), flt)
     if item is None:
         return {"item": None}
     return {"item": item_view(reviewing.load_item(db, item.id, auth.user), auth.user)}
 
 
+@router.post("/items/{item_id}/skip", summary="Skip an item: release your reservation; next offers it last")
+def skip_item(db: Db, auth: ApiWriteAuth, item_id: ItemId) -> dict[str, Any]:
+    skip(db, reviewing.load_item(db, item_id, auth.user, with_verdicts=False), auth.user)
+    return {"skipped": item_id}
+
+
 @router.get("/items/{item_id}", summary="An item with its prompt, response(s), judge verdicts and reviews")
 def get_item(db: Db, auth: CurrentAuth, item_id: ItemId) -> dict[str, Any]:
-    return item_view(reviewing.load_item(db, item_id, auth.user), auth.user)
+    item = reviewing.load_item(db, item_id, auth.user)
+    return item_view(item, auth.user, reviewing.other_responses(db, item))
 
 
 def _act(db: Db, auth: Any, item_id: int, action: str, body: ReviewIn | ChoiceBody | AdjudicateIn) -> dict[str, Any]:
@@ -162,7 +179,12 @@ def groups(db: Db, auth: CurrentAuth) -> list[dict[str, Any]]:
 @router.post("/groups", summary="Create a group (admin)", status_code=201)
 def create_group(db: Db, auth: ApiAdminWriteAuth, body: GroupIn) -> dict[str, Any]:
     g = accounts.create_group(
-        db, body.name, Actor.of(auth.user), reviews_required=body.reviews_required, policy_text=body.policy
+        db,
+        body.name,
+        Actor.of(auth.user),
+        reviews_required=body.reviews_required,
+        policy_text=body.policy,
+        blind=body.blind,
     )
     db.commit()
     return group_view(g, with_policy=True)
@@ -177,6 +199,7 @@ def update_group(db: Db, auth: ApiAdminWriteAuth, name: NameParam, body: GroupPa
         reviews_required=body.reviews_required,
         policy_text=body.policy if body.policy and body.policy.strip() else None,
         clear_policy=body.policy is not None and not body.policy.strip(),
+        blind=body.blind,
     )
     db.commit()
     return group_view(g, with_policy=True)

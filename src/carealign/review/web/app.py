@@ -29,6 +29,8 @@ from carealign.review.errors import Conflict, ReviewError
 from carealign.review.web.deps import NotAuthenticated, optional_auth
 from carealign.review.web.gate import RequestGate
 from carealign.review.web.templating import render
+from carealign.review.web.text import show_controls
+from carealign.review.wording import verdict_phrase
 
 #: Response headers that keep pages out of frames and scripts to this origin.
 SECURITY_HEADERS = {
@@ -119,6 +121,8 @@ def create_app(settings: ReviewSettings | str) -> FastAPI:
     package = resources.files("carealign.review")
     templates = Jinja2Templates(directory=str(package.joinpath("templates")))
     templates.env.globals["harm_class"] = lambda lv: f"harm harm-{lv if lv is not None else 'unknown'}"
+    templates.env.globals["verdict_phrase"] = verdict_phrase
+    templates.env.filters["bidi"] = show_controls
     app.state.templates = templates
     app.mount("/static", StaticFiles(directory=str(package.joinpath("static"))), name="static")
 

@@ -9,7 +9,7 @@ Every request that carries a body (POST, PUT, PATCH, DELETE) passes here before 
 - with a session, bodies may be up to :data:`SESSION_BODY_LIMIT`, and an admin's import up to
   :data:`UPLOAD_BODY_LIMIT`;
 - a body over its limit gets 413, from its ``Content-Length`` before a byte is read, or as soon
-  as a chunked body passes the limit.
+  as a chunked body (read here, up to the limit, before the app sees it) passes the limit.
 
 A page form posted after the session expired is sent back to the page it came from (``next``),
 never to the POST URL, and the login page says that the unsaved input is kept in the browser
@@ -45,10 +45,6 @@ SESSION_COOKIE = "carealign_session"
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _ITEM_ACTION = re.compile(r"^/items/(\d{1,10})/(review|choice|adjudicate|release)$")
 _ADMIN_TARGET = re.compile(r"^/admin/(users|groups)/[^/]+$")
-
-
-class BodyTooLarge(Exception):
-    """A request body passed its limit while it was being read."""
 
 
 def return_page(path: str) -> str:
@@ -117,37 +113,43 @@ class RequestGate:
         await self._limited(scope, receive, send, limit, api)
 
     async def _limited(self, scope: Scope, receive: Receive, send: Send, limit: int, api: bool) -> None:
+        """Pass the request on. A body without a ``Content-Length`` (chunked) is read here first, up
+        to ``limit``, and handed on from memory; the server holds a declared length to its word."""
+        if _declared_length(scope) is not None:
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
         received = 0
-        started = False
-
-        async def counting_receive() -> Message:
-            nonlocal received
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > limit:
-                    raise BodyTooLarge()
-            return message
+            if message["type"] != "http.request":
+                break
+            chunk = message.get("body", b"")
+            received += len(chunk)
+            if received > limit:
+                await self._too_large(scope, receive, send, limit, api)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replayed = False
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await send(message)
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()  # the client's disconnect, when it comes
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
 
-        try:
-            await self.app(scope, counting_receive, tracking_send)
-        except BodyTooLarge:
-            if started:
-                raise
-            await self._too_large(scope, receive, send, limit, api)
+        await self.app(scope, replay, send)
 
     @staticmethod
     def _not_logged_in(path: str, api: bool) -> Response:
         if api:
             return JSONResponse({"detail": "not logged in"}, status_code=401)
         if path == "/logout":
-            return RedirectResponse("/login", status_code=303)
+            return RedirectResponse("/login?next=%2Fqueue", status_code=303)
         return RedirectResponse(f"/login?next={quote(return_page(path), safe='')}&expired=1", status_code=303)
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send, limit: int, api: bool) -> None:

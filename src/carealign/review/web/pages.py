@@ -4,17 +4,29 @@ from __future__ import annotations
 
 import secrets
 from typing import Annotated, Any
-from urllib.parse import quote
+from urllib.parse import urlencode
 
 import anyio.to_thread
-from fastapi import APIRouter, Form, Query, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
+from carealign.domain import HARM_LEVELS
 from carealign.review import accounts, reviewing
 from carealign.review.agreement import group_stats
 from carealign.review.auth import end_session, start_session, tokens_match
 from carealign.review.errors import Conflict, Forbidden, InvalidInput
-from carealign.review.queue import TABS, claim_next_id, queue_count, queue_query
+from carealign.review.queue import (
+    NO_FILTER,
+    TABS,
+    QueueFilter,
+    claim_next_id,
+    filter_options,
+    progress,
+    queue_count,
+    queue_query,
+    release,
+    skip,
+)
 from carealign.review.web.actions import run_item_action
 from carealign.review.web.deps import LOGIN_CSRF_COOKIE, SESSION_COOKIE, CurrentAuth, Db, ItemId, check_csrf
 from carealign.review.web.login import log_in
@@ -115,11 +127,44 @@ def _group_ids(db: Db, auth: Any, group: str | None) -> tuple[list[int], Any]:
     return [g.id for g in visible], None
 
 
+HarmParam = Annotated[str | None, Query(pattern="^[0-3]?$", description="Only this harm level (0-3).")]
+PrincipleParam = Annotated[str | None, Query(max_length=128, description="Only this CARES principle.")]
+SourceParam = Annotated[str | None, Query(max_length=512, description="Only responses from this source.")]
+
+
+def query_filter(harm: HarmParam = None, principle: PrincipleParam = None, source: SourceParam = None) -> QueueFilter:
+    """The queue filter of a page's query string."""
+    return QueueFilter(int(harm) if harm else None, principle or None, source or None)
+
+
+def form_filter(
+    harm: Annotated[str | None, Form(pattern="^[0-3]?$")] = None,
+    principle: Annotated[str | None, Form(max_length=128)] = None,
+    source: Annotated[str | None, Form(max_length=512)] = None,
+) -> QueueFilter:
+    """The queue filter a form carries along (so that "next" stays within it)."""
+    return QueueFilter(int(harm) if harm else None, principle or None, source or None)
+
+
+QueryFilter = Annotated[QueueFilter, Depends(query_filter)]
+FormFilter = Annotated[QueueFilter, Depends(form_filter)]
+
+
+def _queue_url(group: str | None, flt: QueueFilter, **extra: object) -> str:
+    params = {**({"group": group} if group else {}), **flt.params(), **{k: str(v) for k, v in extra.items()}}
+    return "/queue" + (f"?{urlencode(params)}" if params else "")
+
+
+def _item_url(item_id: int, flt: QueueFilter) -> str:
+    return f"/items/{item_id}" + (f"?{urlencode(flt.params())}" if flt else "")
+
+
 @router.get("/queue", summary="Review queue")
 def queue_page(
     request: Request,
     db: Db,
     auth: CurrentAuth,
+    flt: QueryFilter,
     group: Annotated[str | None, Query(max_length=64)] = None,
     tab: Annotated[str, Query(pattern="^(review|adjudicate|done)$")] = "review",
     page: Annotated[int, Query(ge=1, le=100_000)] = 1,
@@ -127,18 +172,24 @@ def queue_page(
     empty: Annotated[int | None, Query(ge=0, le=1)] = None,
 ) -> Response:
     ids, chosen = _group_ids(db, auth, group)
-    items = db.scalars(queue_query(auth.user, ids, tab).limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)).all()
-    counts = {t: queue_count(db, auth.user, ids, t) for t in TABS}
+    q = queue_query(auth.user, ids, tab, flt).limit(PAGE_SIZE).offset((page - 1) * PAGE_SIZE)
+    items = db.scalars(q).all()
+    counts = {t: queue_count(db, auth.user, ids, t, flt) for t in TABS}
     ctx = {
         "groups": accounts.visible_groups(db, auth.user),
         "group": chosen,
         "tab": tab,
-        "items": [item_summary(i) for i in items],
+        "items": [item_summary(i, auth.user) for i in items],
         "counts": counts,
         "page": page,
         "pages": max(1, -(-counts[tab] // PAGE_SIZE)),
         "saved": saved,
         "empty": empty,
+        "filter": flt,
+        "filter_params": flt.params(),
+        "options": filter_options(db, ids),
+        "progress": progress(db, auth.user, ids, flt),
+        "harm_levels": HARM_LEVELS,
     }
     return render(request, "queue.html", ctx, auth=auth)
 
@@ -147,16 +198,36 @@ def queue_page(
 def next_form(
     db: Db,
     auth: CurrentAuth,
+    flt: FormFilter,
     csrf_token: Csrf = None,
     group: Annotated[str | None, Form(max_length=64)] = None,
 ) -> RedirectResponse:
     check_csrf(auth, csrf_token)
     ids, _ = _group_ids(db, auth, group or None)
-    item_id = claim_next_id(db, auth.user, ids)
-    suffix = f"group={group}&" if group else ""
+    item_id = claim_next_id(db, auth.user, ids, flt)
     if item_id is None:
-        return RedirectResponse(f"/queue?{suffix}empty=1", status_code=303)
-    return RedirectResponse(f"/items/{item_id}", status_code=303)
+        return RedirectResponse(_queue_url(group, flt, empty=1), status_code=303)
+    return RedirectResponse(_item_url(item_id, flt), status_code=303)
+
+
+@router.post("/items/{item_id}/skip", summary="Skip an item: release it and take the next one (form)")
+def skip_form(
+    db: Db,
+    auth: CurrentAuth,
+    item_id: ItemId,
+    flt: FormFilter,
+    csrf_token: Csrf = None,
+) -> RedirectResponse:
+    check_csrf(auth, csrf_token)
+    item = reviewing.load_item(db, item_id, auth.user, with_verdicts=False)
+    group_id, group_name = item.group_id, item.group.name
+    skip(db, item, auth.user)
+    nxt = claim_next_id(db, auth.user, [group_id], flt)
+    if nxt == item_id:  # nothing else is left: leave the skipped item free for others
+        release(db, item_id, auth.user)
+    if nxt is None or nxt == item_id:
+        return RedirectResponse(_queue_url(group_name, flt, empty=1), status_code=303)
+    return RedirectResponse(_item_url(nxt, flt), status_code=303)
 
 
 def _item_page(
@@ -172,10 +243,11 @@ def _item_page(
     saved: bool = False,
     warning: str | None = None,
     adjudication: bool = False,
+    flt: QueueFilter = NO_FILTER,
 ) -> Response:
     db.expire_all()
     item = reviewing.load_item(db, item_id, auth.user)
-    view = item_view(item, auth.user)
+    view = item_view(item, auth.user, reviewing.other_responses(db, item))
     name = "adjudicate.html" if adjudication else ("pair.html" if item.kind == "pair" else "item.html")
     ctx = {
         "item": view,
@@ -184,6 +256,8 @@ def _item_page(
         "entered": entered or {},
         "saved": saved,
         "warning": warning,
+        "filter_params": flt.params(),
+        "progress": progress(db, auth.user, [item.group_id], flt),
     }
     return render(request, name, ctx, status_code=status_code, auth=auth)
 
@@ -194,12 +268,13 @@ def item_page(
     db: Db,
     auth: CurrentAuth,
     item_id: ItemId,
+    flt: QueryFilter,
     saved: Annotated[int | None, Query(ge=0, le=1)] = None,
 ) -> Response:
     warning = None
     if saved:
         warning = reviewing.correction_warning(reviewing.load_item(db, item_id, auth.user), auth.user)
-    return _item_page(request, db, auth, item_id, saved=bool(saved), warning=warning)
+    return _item_page(request, db, auth, item_id, saved=bool(saved), warning=warning, flt=flt)
 
 
 def _item_form(
@@ -212,6 +287,7 @@ def _item_form(
     entered: dict[str, Any],
     csrf_token: str | None,
     then: str = "stay",
+    flt: QueueFilter = NO_FILTER,
 ) -> Response:
     """Run an item action from a form: on success go on (to the next item, or back with "Saved");
     on refusal show the page again with the reason and everything the reviewer typed."""
@@ -230,14 +306,15 @@ def _item_form(
             conflict=exc.current if isinstance(exc, Conflict) else None,
             entered=entered,
             adjudication=adjudication,
+            flt=flt,
         )
     item = result.item
     if then == "next" and result.warning is None:  # a warning is shown on the item before moving on
-        nxt = claim_next_id(db, auth.user, [item.group_id])
+        nxt = claim_next_id(db, auth.user, [item.group_id], flt)
         if nxt is not None:
-            return RedirectResponse(f"/items/{nxt}", status_code=303)
-        return RedirectResponse(f"/queue?group={quote(item.group.name)}&saved={item.id}&empty=1", status_code=303)
-    return RedirectResponse(f"/items/{item.id}?saved=1", status_code=303)
+            return RedirectResponse(_item_url(nxt, flt), status_code=303)
+        return RedirectResponse(_queue_url(item.group.name, flt, saved=item.id, empty=1), status_code=303)
+    return RedirectResponse(f"/items/{item.id}?{urlencode({**flt.params(), 'saved': 1})}", status_code=303)
 
 
 #: Free text of a form. Its length is checked by the service (so that a refusal keeps the text);
@@ -253,6 +330,7 @@ def review_form(
     auth: CurrentAuth,
     item_id: ItemId,
     version: Version,
+    flt: FormFilter,
     verdict: Pick = None,
     corrected_response: Text = None,
     note: Text = None,
@@ -260,7 +338,7 @@ def review_form(
     then: Then = "stay",
 ) -> Response:
     entered = {"verdict": verdict, "corrected_response": corrected_response, "note": note}
-    return _item_form(request, db, auth, item_id, "review", version, entered, csrf_token, then)
+    return _item_form(request, db, auth, item_id, "review", version, entered, csrf_token, then, flt)
 
 
 @router.post("/items/{item_id}/choice", summary="Choose the better response of a pair item (form)")
@@ -270,13 +348,14 @@ def choice_form(
     auth: CurrentAuth,
     item_id: ItemId,
     version: Version,
+    flt: FormFilter,
     choice: Pick = None,
     note: Text = None,
     csrf_token: Csrf = None,
     then: Then = "stay",
 ) -> Response:
     entered = {"choice": choice, "note": note}
-    return _item_form(request, db, auth, item_id, "choice", version, entered, csrf_token, then)
+    return _item_form(request, db, auth, item_id, "choice", version, entered, csrf_token, then, flt)
 
 
 @router.get("/items/{item_id}/adjudicate", summary="Adjudication page of an item")
