@@ -43,6 +43,24 @@ from carealign.score.policy import SafetyPolicy
 #: What ``export`` can write.
 EXPORT_KINDS = ("labels", "dpo", "kto", "judge", "audit")
 
+#: Why an export of each kind can be empty (said instead of handing out an empty file).
+EMPTY_REASONS = {
+    "labels": "no label item has been decided yet",
+    "dpo": (
+        "no pairwise choice of A or B has been decided, and no decided correction is on a response whose "
+        "verdict scores below the policy's threshold"
+    ),
+    "kto": "no decided label item has a known harm level or a correction",
+    "judge": "no label item has been decided yet",
+    "audit": "nothing has been recorded yet",
+}
+
+
+def empty_export_message(kind: str, group: str | None) -> str:
+    """What to tell someone whose export of ``kind`` (for ``group``) has no rows."""
+    where = f" in group {group}" if group else ""
+    return f"Nothing to export as {kind}{where}: {EMPTY_REASONS[kind]}."
+
 
 def _user(text: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": text}]

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import RedirectResponse, Response, StreamingResponse
@@ -17,7 +17,7 @@ from carealign.errors import DataError
 from carealign.review import accounts
 from carealign.review.audit import Actor, audit_query, record
 from carealign.review.errors import InvalidInput, ReviewError
-from carealign.review.exports import EXPORT_KINDS, export_rows
+from carealign.review.exports import EXPORT_KINDS, empty_export_message, export_rows
 from carealign.review.importing import SourceRows, import_sources
 from carealign.review.web.deps import AdminAuth, Auth, Db, ExportKind, NameParam, check_csrf
 from carealign.review.web.templating import render
@@ -316,9 +316,24 @@ def import_form(
     return render(request, "admin_import.html", {**ctx, "report": report}, auth=auth)
 
 
+def _export_page(request: Request, db: Session, auth: Auth, message: str | None = None) -> Response:
+    groups = accounts.list_groups(db)
+    counts: dict[str, int] = {}
+    empty: dict[str, str] = {}
+    for kind in EXPORT_KINDS:
+        for g in [None, *(() if kind == "audit" else groups)]:
+            name = g.name if g else None
+            key = f"{kind}:{name or ''}"
+            counts[key] = sum(1 for _ in export_rows(db, kind, name))
+            if not counts[key]:
+                empty[key] = empty_export_message(kind, name)
+    ctx = {"groups": groups, "kinds": EXPORT_KINDS, "counts": counts, "empty": empty, "message": message}
+    return render(request, "admin_export.html", ctx, auth=auth)
+
+
 @router.get("/export", summary="Export page (admin)")
 def export_page(request: Request, db: Db, auth: AdminAuth) -> Response:
-    return render(request, "admin_export.html", {"groups": accounts.list_groups(db), "kinds": EXPORT_KINDS}, auth=auth)
+    return _export_page(request, db, auth)
 
 
 def jsonl_download(db: Session, auth: Auth, kind: str, group: str | None) -> StreamingResponse:
@@ -341,21 +356,26 @@ def jsonl_download(db: Session, auth: Auth, kind: str, group: str | None) -> Str
         for row in rows:
             yield (json.dumps(row, ensure_ascii=False, default=str) + "\n").encode("utf-8")
 
-    filename = f"{kind}{'-' + group if group else ''}.jsonl"
+    filename = quote(f"{kind}{'-' + group if group else ''}.jsonl")
     return StreamingResponse(
         body(),
         media_type="application/x-ndjson",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+        headers={"Content-Disposition": f"attachment; filename*=UTF-8''{filename}", "X-Export-Rows": str(len(rows))},
     )
 
 
-@router.get("/export/{kind}.jsonl", summary="Download an export (admin)")
+@router.get("/export/{kind}.jsonl", summary="Download an export (admin; an empty one shows why instead)")
 def export_download(
+    request: Request,
     db: Db,
     auth: AdminAuth,
     kind: ExportKind,
     group: Annotated[str | None, Query(max_length=64)] = None,
 ) -> Response:
+    if kind in EXPORT_KINDS and next(iter(export_rows(db, kind, group or None)), None) is None:
+        if group:
+            accounts.get_group(db, group)  # 404 for an unknown group, not "nothing to export"
+        return _export_page(request, db, auth, message=empty_export_message(kind, group or None))
     return jsonl_download(db, auth, kind, group or None)
 
 
