@@ -109,13 +109,13 @@ def normalize_name(name: str) -> str:
     return unicodedata.normalize("NFC", name.strip())
 
 
-def _failures(db: Session, since: datetime, exclude: int, *conditions: Any) -> Select[tuple[datetime]]:
+def _failures(db: Session, since: datetime, exclude: int, *conditions: Any) -> Select[datetime]:
     return select(LoginAttempt.at).where(
         *conditions, LoginAttempt.at >= since, LoginAttempt.ok.is_(False), LoginAttempt.id != exclude
     )
 
 
-def _count(db: Session, query: Select[tuple[datetime]]) -> int:
+def _count(db: Session, query: Select[datetime]) -> int:
     return db.scalar(select(func.count()).select_from(query.subquery())) or 0
 
 

@@ -241,7 +241,7 @@ class Item(Base):
     decided_by: Mapped[User | None] = relationship(foreign_keys=[decided_by_id])
     reviews: Mapped[list[Review]] = relationship(order_by="Review.id", back_populates="item")
 
-    __mapper_args__: ClassVar[dict[str, Any]] = {"version_id_col": version}
+    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012 (SQLAlchemy reads it once, never mutated)
 
 
 #: The queue's order (highest priority first, oldest first among equals), served from one index.

@@ -181,7 +181,7 @@ def _free(user: User, now: datetime, entity: Any = Item):  # type: ignore[no-unt
 
 def queue_query(
     user: User, group_ids: Sequence[int], tab: str = "review", flt: QueueFilter = NO_FILTER
-) -> Select[tuple[Item]]:
+) -> Select[Item]:
     """Items of ``group_ids`` in a queue tab (narrowed by ``flt``), in the order a reviewer should take them.
 
     ``review``: open items this user has not reviewed and nobody else holds, the ones they
