@@ -145,7 +145,6 @@ def main() -> None:
             page.goto(f"{server.url}/items/{warn_id}")
             page.check("input[value=Refuse]")
             page.fill("#correction", "I can't share another patient's records. Their care team can advise them.")
-            shot("warning-live")
             page.click("button[value=stay]")
             shot("warning")
             page.goto(f"{server.url}/items/{pair_id}")
