@@ -16,12 +16,12 @@ import httpx
 import pytest
 from argon2 import PasswordHasher
 
-from carealign.review import auth
+from carealign.review import accounts, auth
 from carealign.review.auth import LoginLimits
 from carealign.review.reviewing import MAX_CORRECTION
 from carealign.review.web.server import BackgroundServer, free_port
 
-from .conftest import PASSWORD, Store, seed
+from .conftest import CLI, PASSWORD, Store, seed
 from .test_crash import start_server
 
 
@@ -57,6 +57,36 @@ def test_eight_parallel_wrong_logins_get_at_most_five_401(sqlite_store: Store, m
     assert len(statuses) == 8
     assert statuses.count(401) <= 5, statuses
     assert statuses.count(401) + statuses.count(429) == 8, statuses
+
+
+def test_many_people_behind_one_address_log_in_at_the_same_moment(
+    sqlite_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a costly hash, so that all 25 password checks are in flight together (as at a shift change)
+    monkeypatch.setattr(auth, "_hasher", PasswordHasher(time_cost=2, memory_cost=32 * 1024, parallelism=1))
+    names = [f"nurse{i:02d}" for i in range(25)]
+    with sqlite_store.session() as db:
+        for name in names:
+            accounts.create_user(db, name, PASSWORD, "reviewer", CLI, groups=["advocates"])
+        db.commit()
+    barrier = threading.Barrier(len(names))
+    statuses: list[int] = []
+    lock = threading.Lock()
+    with _server(sqlite_store) as server:
+
+        def attempt(name: str) -> None:
+            with httpx.Client(base_url=server.url, timeout=120) as c:
+                barrier.wait()
+                r = c.post("/api/login", json={"name": name, "password": PASSWORD})
+            with lock:
+                statuses.append(r.status_code)
+
+        threads = [threading.Thread(target=attempt, args=(n,)) for n in names]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=300)
+    assert statuses == [200] * len(names)  # more than the per-address limit, all from 127.0.0.1
 
 
 # --- 2. nobody can lock a user out who knows their password --------------------------------

@@ -110,6 +110,7 @@ def normalize_name(name: str) -> str:
 
 
 def _failures(db: Session, since: datetime, exclude: int, *conditions: Any) -> Select[datetime]:
+    """Failed (or still unchecked) attempts since ``since`` matching ``conditions``, but ``exclude``."""
     return select(LoginAttempt.at).where(
         *conditions, LoginAttempt.at >= since, LoginAttempt.ok.is_(False), LoginAttempt.id != exclude
     )
@@ -122,21 +123,27 @@ def _count(db: Session, query: Select[datetime]) -> int:
 def begin_login(db: Session, name: str, ip: str, limits: LoginLimits) -> LoginTicket:
     """Record a login attempt, then check the limits; raise :class:`LoginRefused` past them.
 
-    The attempt is written and committed *before* the failures are counted, and it counts as a
-    failure until :func:`finish_login` marks it successful. So of N simultaneous attempts, the
-    k-th to commit sees at least k-1 others: no more than the limit can get through, however
-    many arrive at once. A refused attempt is deleted (it was never tried). Commits.
+    The attempt is written and committed, unchecked, *before* the failures are counted, and for
+    its user name and address it counts as a failure until :func:`finish_login` has checked the
+    password. So of N simultaneous attempts for one name from one address, the k-th to commit
+    sees at least k-1 others: no more than ``per_user_address`` can get through, however many
+    arrive at once. The per-address limit counts checked failures only, so that many people
+    behind one address (a hospital's NAT) logging in at the same moment are not refused while
+    their passwords are being checked; it can be overrun by the attempts in flight at once, each
+    of which the per-name limit still bounds. A refused attempt is deleted (it was never tried).
+    Commits.
     """
     now = utcnow()
     name = normalize_name(name)[:64]
     ip = ip[:64]
-    row = LoginAttempt(at=now, username=name, ip=ip, ok=False)
+    row = LoginAttempt(at=now, username=name, ip=ip, ok=False, checked=False)
     db.add(row)
     db.commit()
     since = now - limits.window
+    checked = LoginAttempt.checked.is_(True)
     for query, limit in (
         (_failures(db, since, row.id, LoginAttempt.username == name, LoginAttempt.ip == ip), limits.per_user_address),
-        (_failures(db, since, row.id, LoginAttempt.ip == ip), limits.per_address),
+        (_failures(db, since, row.id, LoginAttempt.ip == ip, checked), limits.per_address),
     ):
         if _count(db, query) >= limit:
             oldest = db.scalar(query.order_by(LoginAttempt.at.desc()).offset(limit - 1).limit(1))
@@ -144,7 +151,7 @@ def begin_login(db: Session, name: str, ip: str, limits: LoginLimits) -> LoginTi
             db.execute(delete(LoginAttempt).where(LoginAttempt.id == row.id))
             db.commit()
             raise LoginRefused(max(1, int(retry) + 1))
-    by_name = _count(db, _failures(db, since, row.id, LoginAttempt.username == name))
+    by_name = _count(db, _failures(db, since, row.id, LoginAttempt.username == name, checked))
     delay = limits.user_delay if by_name >= limits.user_delay_after else 0.0
     return LoginTicket(row.id, name, delay)
 
@@ -162,8 +169,7 @@ def finish_login(db: Session, ticket: LoginTicket, password: str) -> User | None
         ok = verify_password(user.password_hash, password)
         if ok and _hasher.check_needs_rehash(user.password_hash):
             user.password_hash = hash_password(password)
-    if ok:
-        db.execute(update(LoginAttempt).where(LoginAttempt.id == ticket.attempt_id).values(ok=True))
+    db.execute(update(LoginAttempt).where(LoginAttempt.id == ticket.attempt_id).values(ok=ok, checked=True))
     db.commit()
     return user if ok else None
 

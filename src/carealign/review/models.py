@@ -25,6 +25,7 @@ from sqlalchemy import (
     TypeDecorator,
     UniqueConstraint,
     false,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -326,3 +327,6 @@ class LoginAttempt(Base):
     username: Mapped[str] = mapped_column(String(64))
     ip: Mapped[str] = mapped_column(String(64))
     ok: Mapped[bool] = mapped_column(Boolean)
+    #: The password has been checked (``ok`` is final); an unchecked attempt counts as a failure
+    #: for its user name and address, so that simultaneous attempts cannot slip under the limit.
+    checked: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())

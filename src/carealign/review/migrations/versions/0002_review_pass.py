@@ -1,5 +1,5 @@
-"""Review, second pass: blind review per group (and whether each review was given blind), and
-reviewers' skips.
+"""Review, second pass: blind review per group (and whether each review was given blind),
+reviewers' skips, and login attempts whose password check is still running.
 
 Revision ID: 0002
 Revises: 0001
@@ -24,6 +24,8 @@ def upgrade() -> None:
         batch.add_column(sa.Column("blind", sa.Boolean(), server_default=sa.false(), nullable=False))
     with op.batch_alter_table("reviews") as batch:
         batch.add_column(sa.Column("blind", sa.Boolean(), server_default=sa.false(), nullable=False))
+    with op.batch_alter_table("login_attempts") as batch:
+        batch.add_column(sa.Column("checked", sa.Boolean(), server_default=sa.true(), nullable=False))
     op.create_table(
         "review_skips",
         sa.Column("item_id", sa.Integer(), nullable=False),
@@ -41,6 +43,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("review_skips")
+    with op.batch_alter_table("login_attempts") as batch:
+        batch.drop_column("checked")
     with op.batch_alter_table("reviews") as batch:
         batch.drop_column("blind")
     with op.batch_alter_table("groups") as batch:
