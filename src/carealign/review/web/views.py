@@ -163,7 +163,7 @@ def item_view(item: Item, user: User, others: Sequence[Response] = ()) -> dict[s
         others=[response_view(r, hide_judges=hidden) for r in others],
         blind=item.group.blind,
         verdict_options=verdict_options(item) if item.kind == "label" else [],
-        policy_name=group_policy(item.group).name,
+        policy_name=group_policy(item.group).name,  # parsed once per policy text
         limits={"corrected_response": MAX_CORRECTION, "note": MAX_NOTE},
         my_review=review_view(mine) if mine else None,
         reviews=[review_view(r) for r in item.reviews] if show_reviews else None,
