@@ -285,23 +285,25 @@ def claim_next_id(db: Session, user: User, group_ids: Sequence[int], flt: QueueF
         queue_query(user, group_ids, "review", flt)
         .where(Item.claimed_by_id == user.id, Item.claimed_until >= now, ~_skipped_by(user))
         .with_only_columns(Item.id)
+        .order_by(None)
         .limit(1)
     )
     if mine is not None:
         return int(mine)
     cand = aliased(Item)
-    candidates = (
-        select(cand.id)
-        .where(
-            cand.group_id.in_(list(group_ids)),
-            cand.status == ItemStatus.OPEN.value,
-            ~_reviewed_by(user, cand),
-            _free(user, now, cand),
-            *flt.where(cand),
-        )
-        .order_by(_skipped_by(user, cand), cand.priority.desc(), cand.id)
-        .limit(1)
+    open_for_user = (
+        cand.group_id.in_(list(group_ids)),
+        cand.status == ItemStatus.OPEN.value,
+        ~_reviewed_by(user, cand),
+        _free(user, now, cand),
+        *flt.where(cand),
     )
+    # Items the user has not skipped first (in the queue index's order), skipped ones only when
+    # nothing else is left: two index-ordered picks rather than one sort over every open item.
+    unskipped = select(cand.id).where(*open_for_user, ~_skipped_by(user, cand))
+    if db.scalar(unskipped.limit(1)) is None:
+        unskipped = select(cand.id).where(*open_for_user)
+    candidates = unskipped.order_by(cand.priority.desc(), cand.id).limit(1)
     pick = candidates.with_for_update(skip_locked=True, of=cand).scalar_subquery()
     claim = (
         update(Item)

@@ -22,6 +22,7 @@ import re
 from typing import Any
 from urllib.parse import quote
 
+import anyio
 import anyio.to_thread
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -70,6 +71,8 @@ class RequestGate:
     def __init__(self, app: ASGIApp, sessions: sessionmaker[Session]) -> None:
         self.app = app
         self.sessions = sessions
+        # its own worker threads: the session lookup does not queue behind the request handlers
+        self.limiter = anyio.CapacityLimiter(4)
 
     def _role(self, token: str | None) -> str | None:
         """The role of the live session's user (``None`` without a live session)."""
@@ -95,7 +98,8 @@ class RequestGate:
         if path in PUBLIC_PATHS:
             limit = PUBLIC_BODY_LIMIT
         else:
-            role = await anyio.to_thread.run_sync(self._role, request.cookies.get(SESSION_COOKIE))
+            token = request.cookies.get(SESSION_COOKIE)
+            role = await anyio.to_thread.run_sync(self._role, token, limiter=self.limiter)
             if role is None:
                 declared = _declared_length(scope)
                 too_large = declared > PUBLIC_BODY_LIMIT if declared is not None else await _exceeds(receive)
