@@ -1,92 +1,250 @@
-"""Generation throughput of carealign's Hugging Face backend against a naive loop.
+"""Generation throughput: the Hugging Face backend in several dtypes and batch sizes, and the engines.
 
-Both sides use the same loaded model, dtype, prompts and sampling settings, in the same run:
+Every configuration generates for the same prompts (the sample's test split) with the same
+sampling settings, in the same process, and the rounds are interleaved (every configuration
+once per round), so that drift on a shared machine hits them alike; each figure is the
+median over rounds. Throughput counts useful tokens (up to and including the end-of-turn
+token), never padding after it.
 
-- carealign: ``HFGenerator.generate`` (length-sorted, left-padded batches, k samples per prompt
-  drawn in one ``generate`` call with ``num_return_sequences``);
-- naive: ``model.generate`` on one prompt and one sample at a time.
+Configurations (``--configs`` selects; engines that are not installed are skipped, said so):
 
-Throughput counts useful tokens (up to and including the end-of-turn token), so padding after
-EOS is not counted as work. Prints tokens/s of each and the ratio.
+- ``hf-auto``: the Hugging Face backend with ``dtype=auto`` (bf16 only where the CPU has bf16
+  instructions, see ``carealign.hardware``), batch 32: today's default;
+- ``hf-legacy``: the rule ``auto`` used before (bf16 whenever torch reports an AVX-512 CPU);
+- ``hf-fp32``, ``hf-bf16``: the backend in each dtype, at each batch size of ``--batch-sizes``;
+- ``hf-static`` (not in the default list; slow to compile on small CPUs): fp32 with a static
+  KV cache and ``torch.compile`` (compile time excluded: a warm-up at the measured shapes runs first);
+- ``ct2-fp32``, ``ct2-int8``: CTranslate2 (``carealign.generate.ct2``) in fp32 and with int8
+  weights, at each batch size;
+- ``ort-fp32``, ``ort-int4``: onnxruntime-genai (converted with its model builder), measured
+  by a small runner in this script (static batches, left padding) since it is not a carealign backend;
+- ``default``: ``load_generator(model)``, what carealign uses now (engine ``auto``).
 
-    python benchmarks/generation_throughput.py [--model smollm2-135m] [--prompts 8] [--samples 4]
+Each batch-size setting is run twice: ``--prompts`` prompts x ``--samples`` samples (the
+issue's 8 x 4) and ``--large-prompts`` prompts x ``--samples`` (more work per call, so large
+batches can fill). Ratios are against ``hf-auto`` at batch 32 and against the best
+``hf-fp32`` measured.
+
+    python benchmarks/generation_throughput.py [--rounds 2] [--configs hf-auto,hf-fp32,ct2-fp32,...]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
+import statistics
+import subprocess
+import sys
 import time
-
-import torch
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import torch
+
 from carealign.data import load_prompts
-from carealign.generate import GenerationConfig, build_messages, load_generator
+from carealign.generate import Completion, GenerationConfig, build_messages, load_generator
+from carealign.generate.registry import resolve_model_path
+from carealign.hardware import cpu_flags, cpu_has_bf16, resolve_dtype_name
+
+ALL_CONFIGS = "hf-auto,hf-legacy,hf-fp32,hf-bf16,ct2-fp32,ct2-int8,ort-fp32,ort-int4,default"
 
 
-def naive_loop(gen, prompts: list[str], cfg: GenerationConfig) -> int:
-    tok, model = gen.tokenizer, gen.model
-    n_tokens = 0
-    for i, p in enumerate(prompts):
-        enc = tok(gen.render(build_messages(p, None)), return_tensors="pt", add_special_tokens=False).to(gen.device)
-        for s in range(cfg.samples):
-            torch.manual_seed(cfg.seed + 1000 * i + s)
-            out = model.generate(
-                **enc,
-                max_new_tokens=cfg.max_new_tokens,
-                do_sample=True,
-                temperature=cfg.temperature,
-                top_p=cfg.top_p,
-                top_k=0,
-                pad_token_id=tok.pad_token_id,
-                eos_token_id=gen.stop_ids,
-            )
-            new = out[0, enc["input_ids"].shape[1] :]
-            stops = torch.isin(new, torch.tensor(gen.stop_ids, device=new.device)).nonzero()
-            n_tokens += int(stops[0, 0]) + 1 if len(stops) else new.shape[0]
-    return n_tokens
+def cpu_name() -> str:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return "unknown CPU"
+    for line in text.splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown CPU"
+
+
+class OrtGenai:
+    """onnxruntime-genai, measured here only (it lost; see docs/engines.md): batched, left-padded."""
+
+    def __init__(self, path: str, precision: str, batch: int) -> None:
+        import onnxruntime_genai as og
+        from transformers import AutoTokenizer
+
+        from carealign.generate.conversion import cached_conversion
+        from carealign.generate.hf import stop_token_ids
+
+        def convert(src: Path, out: Path) -> None:
+            cmd = [
+                sys.executable,
+                "-m",
+                "onnxruntime_genai.models.builder",
+                "-m",
+                "HuggingFaceTB/SmolLM2-135M-Instruct",
+            ]
+            cmd += ["-i", str(src), "-o", str(out), "-p", precision, "-e", "cpu", "-c", str(out / ".hf-cache")]
+            subprocess.run(cmd, check=True, capture_output=True)
+
+        self.og = og
+        self.dir, self.converted_now = cached_conversion("ortgenai", precision, path, convert)
+        self.model = og.Model(str(self.dir))
+        self.tok = AutoTokenizer.from_pretrained(path)
+        self.stops = set(stop_token_ids(self.tok))
+        self.batch = batch
+        self.identity = f"onnxruntime-genai[{precision}]"
+
+    def generate(self, prompts: list[str], cfg: GenerationConfig) -> list[list[Completion]]:
+        import numpy as np
+
+        texts = [
+            self.tok.apply_chat_template(build_messages(p, None), tokenize=False, add_generation_prompt=True)
+            for p in prompts
+        ]
+        ids = [self.tok(t, add_special_tokens=False)["input_ids"] for t in texts]
+        k = 1 if cfg.greedy else cfg.samples
+        order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
+        per = max(1, self.batch // k)
+        out: list[list[Completion]] = [[] for _ in prompts]
+        for b, start in enumerate(range(0, len(order), per)):
+            idx = order[start : start + per]
+            rows = [ids[i] for i in idx for _ in range(k)]
+            width = max(map(len, rows))
+            arr = np.array([[self.tok.pad_token_id] * (width - len(r)) + r for r in rows], dtype=np.int32)
+            params = self.og.GeneratorParams(self.model)
+            opts: dict[str, Any] = {"max_length": width + cfg.max_new_tokens, "batch_size": len(rows)}
+            if cfg.greedy:
+                opts["do_sample"] = False
+            else:
+                opts.update(
+                    do_sample=True, temperature=cfg.temperature, top_p=cfg.top_p, top_k=0, random_seed=cfg.seed + b
+                )
+            params.set_search_options(**opts)
+            gen = self.og.Generator(self.model, params)
+            gen.append_tokens(arr)
+            while not gen.is_done():
+                gen.generate_next_token()
+            for r in range(len(rows)):
+                seq = list(gen.get_sequence(r))[width:]
+                n = next((j + 1 for j, t in enumerate(seq) if t in self.stops), len(seq))
+                out[idx[r // k]].append(Completion(self.tok.decode(seq[:n], skip_special_tokens=True), n))
+        return out
+
+
+def hf(path: str, dtype: str, batch: int, *, static: bool = False) -> Any:
+    from carealign.generate.hf import HFGenerator
+
+    gen = HFGenerator.from_pretrained(path, name="smollm2-135m", dtype=dtype, device="cpu", batch_size=batch)
+    if static:
+        gen.model.generation_config.cache_implementation = "static"
+        gen.model.forward = torch.compile(gen.model.forward, mode="reduce-overhead", dynamic=False)
+    return gen
+
+
+def ct2(path: str, compute: str, batch: int) -> Any:
+    from carealign.generate.ct2 import CT2Generator
+
+    return CT2Generator(path, name="smollm2-135m", compute_type=compute, device="cpu", batch_size=batch)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="smollm2-135m")
-    ap.add_argument("--prompts", type=int, default=8, help="number of prompts (sample test split)")
+    ap.add_argument("--prompts", type=int, default=8, help="prompts of the small set (sample test split)")
+    ap.add_argument("--large-prompts", type=int, default=32, help="prompts of the large set (0: skip)")
     ap.add_argument("--samples", type=int, default=4, help="samples per prompt (k)")
     ap.add_argument("--max-new-tokens", type=int, default=64)
-    ap.add_argument("--batch-size", type=int, default=32, help="sequences per batch (carealign)")
-    ap.add_argument("--dtype", default="auto")
     ap.add_argument("--temperature", type=float, default=0.7)
+    ap.add_argument("--batch-sizes", default="32,128", help="sequences per batch to try (hf-fp32, hf-bf16, ct2)")
+    ap.add_argument("--configs", default=ALL_CONFIGS)
+    ap.add_argument("--rounds", type=int, default=2)
     args = ap.parse_args()
 
-    gen = load_generator(args.model, dtype=args.dtype, batch_size=args.batch_size)
-    prompts = [r.prompt for r in load_prompts("sample", "test", limit=args.prompts)]
+    path = resolve_model_path(args.model)
+    wanted = args.configs.split(",")
+    batches = [int(b) for b in args.batch_sizes.split(",")]
+    legacy = "bf16" if torch.backends.cpu.get_cpu_capability() in ("AVX512", "AVX512_BF16", "AMX") else "fp32"
+    makers: dict[str, Callable[[], Any]] = {}
+    if "hf-auto" in wanted:
+        makers["hf-auto b32"] = lambda: hf(path, "auto", 32)
+    if "hf-legacy" in wanted:
+        makers[f"hf-legacy({legacy}) b32"] = lambda: hf(path, legacy, 32)
+    for b in batches:
+        for dt in ("fp32", "bf16"):
+            if f"hf-{dt}" in wanted:
+                makers[f"hf-{dt} b{b}"] = lambda dt=dt, b=b: hf(path, dt, b)
+        from carealign.generate import ct2 as ct2_mod
+
+        for name, compute in (("ct2-fp32", "float32"), ("ct2-int8", "int8_float32")):
+            if name in wanted and ct2_mod.available():
+                makers[f"{name} b{b}"] = lambda compute=compute, b=b: ct2(path, compute, b)
+        for name, prec in (("ort-fp32", "fp32"), ("ort-int4", "int4")):
+            if name in wanted and importlib.util.find_spec("onnxruntime_genai"):
+                makers[f"{name} b{b}"] = lambda prec=prec, b=b: OrtGenai(path, prec, b)
+    if "hf-static" in wanted:
+        makers["hf-static(fp32) b32"] = lambda: hf(path, "fp32", 32, static=True)
+    if "default" in wanted:
+        makers["default(auto)"] = lambda: load_generator(args.model, device="cpu")
+    from carealign.generate import ct2 as ct2_mod
+
+    if any(w.startswith("ct2") for w in wanted) and not ct2_mod.available():
+        print("ct2: not installed (pip install 'carealign[ct2]'), skipped")
+
+    sets = {f"{n}x{args.samples}": n for n in (args.prompts, args.large_prompts) if n}
     cfg = GenerationConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature, samples=args.samples)
-    print(f"model {gen.identity}, dtype {gen.model.dtype}, device {gen.device}, threads {torch.get_num_threads()}")
+    wide = " ".join(sorted(f for f in cpu_flags() if "avx512" in f or "amx" in f)) or "no avx512/amx flags"
     print(
-        f"{len(prompts)} prompts x {cfg.samples} samples, max_new_tokens {cfg.max_new_tokens}, "
-        f"temperature {cfg.temperature}, batch size {args.batch_size}"
+        f"CPU: {cpu_name()}; torch capability {torch.backends.cpu.get_cpu_capability()}; "
+        f"bf16 instructions: {cpu_has_bf16()} ({wide}); dtype auto -> {resolve_dtype_name('auto', 'cpu')}; "
+        f"threads {torch.get_num_threads()}"
+    )
+    print(
+        f"model {args.model}; k={cfg.samples}, max_new_tokens {cfg.max_new_tokens}, T {cfg.temperature}, "
+        f"top_p {cfg.top_p}; {args.rounds} interleaved rounds, median tok/s"
     )
 
-    gen.generate(prompts[:1], GenerationConfig(max_new_tokens=4))  # warm-up
-    t = time.perf_counter()
-    outs = gen.generate(prompts, cfg)
-    t_batched = time.perf_counter() - t
-    tok_batched = sum(c.n_tokens for o in outs for c in o)
+    loaded: dict[str, Any] = {}
+    for label, make in makers.items():
+        t = time.perf_counter()
+        gen = make()
+        extra = ""
+        if getattr(gen, "converted_now", None) is not None:
+            extra = f" ({'converted' if gen.converted_now else 'conversion reused'})"
+        gen.generate(["Hi"], GenerationConfig(max_new_tokens=4))  # warm-up
+        if "static" in label:  # compile at the measured shapes before timing
+            for n in sets.values():
+                prompts = [r.prompt for r in load_prompts("sample", "test", limit=n)]
+                gen.generate(prompts, cfg)
+        loaded[label] = gen
+        print(f"  loaded {label:24s} {gen.identity} in {time.perf_counter() - t:5.1f} s{extra}")
 
-    t = time.perf_counter()
-    tok_naive = naive_loop(gen, prompts, cfg)
-    t_naive = time.perf_counter() - t
+    rates: dict[tuple[str, str], list[float]] = {}
+    tokens: dict[tuple[str, str], int] = {}
+    for rnd in range(args.rounds):
+        for set_name, n in sets.items():
+            prompts = [r.prompt for r in load_prompts("sample", "test", limit=n)]
+            for label, gen in loaded.items():
+                c = GenerationConfig(**{**cfg.__dict__, "seed": rnd})
+                t = time.perf_counter()
+                outs = gen.generate(prompts, c)
+                dt = time.perf_counter() - t
+                tok = sum(x.n_tokens for o in outs for x in o)
+                rates.setdefault((set_name, label), []).append(tok / dt)
+                tokens[(set_name, label)] = tok
 
-    r_b, r_n = tok_batched / t_batched, tok_naive / t_naive
-    print(f"carealign batched : {tok_batched:6d} tokens in {t_batched:7.1f} s = {r_b:7.1f} tok/s")
-    print(f"naive one-by-one  : {tok_naive:6d} tokens in {t_naive:7.1f} s = {r_n:7.1f} tok/s")
-    print(f"speed-up (tok/s ratio): {r_b / r_n:.2f}x")
-    print(
-        f"padding overhead: batched rows run to the longest sample; mean useful length "
-        f"{tok_batched / (len(prompts) * cfg.samples):.1f} of {cfg.max_new_tokens} tokens"
-    )
+    for set_name in sets:
+        base = statistics.median(rates[(set_name, "hf-auto b32")]) if (set_name, "hf-auto b32") in rates else None
+        fp32 = [statistics.median(v) for (s, lab), v in rates.items() if s == set_name and lab.startswith("hf-fp32")]
+        best32 = max(fp32) if fp32 else None
+        print(f"\n{set_name} ({sets[set_name]} prompts x {args.samples} samples)")
+        print(f"{'configuration':26s} {'tok/s':>8s} {'tokens':>7s} {'vs hf-auto b32':>15s} {'vs best hf-fp32':>16s}")
+        for (s, label), v in rates.items():
+            if s != set_name:
+                continue
+            r = statistics.median(v)
+            a = f"{r / base:.2f}x" if base else "-"
+            f = f"{r / best32:.2f}x" if best32 else "-"
+            print(f"{label:26s} {r:8.1f} {tokens[(s, label)]:7d} {a:>15s} {f:>16s}")
+    print(f"\nload average after the run: {os.getloadavg()[0]:.1f} (shared machine: compare ratios, not absolutes)")
 
 
 if __name__ == "__main__":

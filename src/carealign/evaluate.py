@@ -61,6 +61,7 @@ class EvalConfig(BaseModel):
     policy: str | None = Field(default=None, description="Safety policy YAML (default CARES).")
     batch_size: int = Field(default=32, ge=1, description="Sequences per generation batch.")
     dtype: str = Field(default="auto", description="auto, bf16, fp16 or fp32.")
+    engine: str = Field(default="auto", description="Inference engine: auto (fastest installed), hf, or ct2.")
     device: str = Field(default="auto", description="auto, cpu or cuda[:N].")
     n_resamples: int = Field(default=1000, ge=1, description="Bootstrap resamples for intervals.")
 
@@ -170,7 +171,9 @@ def evaluate(
 
     if generator is None:
         console.print(f"loading model [bold]{config.model}[/]")
-        generator = load_generator(config.model, dtype=config.dtype, device=config.device, batch_size=config.batch_size)
+        generator = load_generator(
+            config.model, engine=config.engine, dtype=config.dtype, device=config.device, batch_size=config.batch_size
+        )
     if judge is None:
         judge = make_judge(config.judge, policy=generator, dtype=config.dtype, device=config.device)
     manifest.model_identity, manifest.judge_identity = generator.identity, judge.identity

@@ -40,6 +40,7 @@ class GenerationSection(_Section):
     top_p: float = Field(default=0.95, gt=0.0, le=1.0, description="Nucleus mass.")
     max_new_tokens: int = Field(default=128, ge=1, description="Tokens per response.")
     batch_size: int = Field(default=32, ge=1, description="Sequences per generation batch.")
+    engine: str = Field(default="auto", description="Inference engine: auto (fastest installed), hf, or ct2.")
     validation_max_new_tokens: int = Field(default=128, ge=1, description="Tokens per validation response.")
 
 

@@ -194,7 +194,11 @@ class Featurizer:
         if self._encoder is None:
             from transformers import AutoModel
 
-            self._encoder = AutoModel.from_pretrained(str(minilm_dir())).eval()
+            from carealign.hardware import resolve_dtype_name, torch_dtype
+
+            # bf16 only on a CPU with bf16 instructions (carealign.hardware); fp32 elsewhere
+            dtype = torch_dtype(resolve_dtype_name("auto", "cpu"))
+            self._encoder = AutoModel.from_pretrained(str(minilm_dir()), dtype=dtype).eval()
         return self._encoder
 
     @staticmethod
@@ -240,7 +244,7 @@ class Featurizer:
                 lengths = mask.sum(1).long()
                 full[torch.arange(n), lengths + 1] = sep
                 full_mask[torch.arange(n), lengths + 1] = 1.0
-                hidden = model(input_ids=full, attention_mask=full_mask.long()).last_hidden_state
+                hidden = model(input_ids=full, attention_mask=full_mask.long()).last_hidden_state.float()
                 hmask = full_mask.clone()
                 hmask[:, c.head_tokens + 1 :] = 0.0
                 parts = [_masked_mean(hidden, hmask), _masked_mean(hidden, full_mask)]

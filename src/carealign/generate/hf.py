@@ -16,9 +16,20 @@ from carealign.generate.base import (
     ProgressCallback,
     build_messages,
 )
+from carealign.hardware import resolve_dtype_name, torch_dtype
 
 #: Tokens that end an assistant turn in common chat templates.
 _END_OF_TURN = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "</s>", "<|endoftext|>")
+
+
+def stop_token_ids(tokenizer: Any) -> list[int]:
+    """Ids that end an assistant turn: the tokenizer's EOS and the end-of-turn tokens it knows."""
+    ids = {tokenizer.eos_token_id}
+    for tok in _END_OF_TURN:
+        tid = tokenizer.convert_tokens_to_ids(tok)
+        if isinstance(tid, int) and tid != tokenizer.unk_token_id and tid >= 0:
+            ids.add(tid)
+    return sorted(i for i in ids if i is not None)
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -29,26 +40,8 @@ def pick_device(device: str = "auto") -> torch.device:
 
 
 def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    """``auto``: bf16 on GPU and on CPUs with bf16 support, else fp32."""
-    if dtype == "auto":
-        if device.type == "cuda":
-            return torch.bfloat16
-        try:
-            has_bf16 = torch.backends.cpu.get_cpu_capability() in ("AVX512", "AVX512_BF16", "AMX")
-        except Exception:
-            has_bf16 = False
-        return torch.bfloat16 if has_bf16 else torch.float32
-    try:
-        return {
-            "bf16": torch.bfloat16,
-            "bfloat16": torch.bfloat16,
-            "fp16": torch.float16,
-            "float16": torch.float16,
-            "fp32": torch.float32,
-            "float32": torch.float32,
-        }[dtype]
-    except KeyError:
-        raise ModelError(f"unknown dtype {dtype!r}; expected auto, bf16, fp16 or fp32") from None
+    """``auto``: bf16 on GPUs and CPUs with bf16 arithmetic, else fp32 (see :mod:`carealign.hardware`)."""
+    return torch_dtype(resolve_dtype_name(dtype, device.type))
 
 
 class HFGenerator:
@@ -69,12 +62,7 @@ class HFGenerator:
         self.tokenizer.padding_side = "left"
         if getattr(tokenizer, "chat_template", None) is None:
             raise ModelError(f"model {name!r} has no chat template; carealign needs an instruction-tuned chat model")
-        ids = {tokenizer.eos_token_id}
-        for tok in _END_OF_TURN:
-            tid = tokenizer.convert_tokens_to_ids(tok)
-            if isinstance(tid, int) and tid != tokenizer.unk_token_id and tid >= 0:
-                ids.add(tid)
-        self.stop_ids = sorted(i for i in ids if i is not None)
+        self.stop_ids = stop_token_ids(tokenizer)
 
     @classmethod
     def from_pretrained(

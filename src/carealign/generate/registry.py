@@ -153,22 +153,98 @@ def parse_openai_spec(spec: str) -> tuple[str, str]:
     return model, base_url
 
 
+#: Engines besides Hugging Face ``transformers``, fastest first (as measured on CPUs by
+#: ``benchmarks/generation_throughput.py``; see docs/engines.md). ``auto`` takes the first
+#: one that is installed and supports the model, else ``hf``.
+ENGINES: tuple[str, ...] = ("ct2",)
+
+#: Every value ``engine`` accepts.
+ENGINE_CHOICES: tuple[str, ...] = ("auto", "hf", *ENGINES)
+
+
+def _engine_module(engine: str) -> Any:
+    import importlib
+
+    return importlib.import_module(f"carealign.generate.{engine}")
+
+
+def engine_available(engine: str) -> bool:
+    """True when ``engine`` (``hf`` or one of :data:`ENGINES`) is installed."""
+    if engine == "hf":
+        return True
+    if engine not in ENGINES:
+        raise ModelError(f"unknown engine {engine!r}; expected one of {', '.join(ENGINE_CHOICES)}")
+    return bool(_engine_module(engine).available())
+
+
+def pick_engine(engine: str, model_path: str, device: str = "auto") -> str:
+    """The engine that will run ``model_path``: ``engine`` itself, or for ``auto`` the fastest that fits.
+
+    ``auto`` picks an engine only for a local model directory it supports, on a CPU (engines
+    were measured faster on CPUs; on GPUs ``auto`` keeps ``hf`` until measured there).
+    An explicit engine that is not installed or cannot run the model is an error.
+    """
+    if engine not in ENGINE_CHOICES:
+        raise ModelError(f"unknown engine {engine!r}; expected one of {', '.join(ENGINE_CHOICES)}")
+    local = Path(model_path).is_dir()
+    if engine == "auto":
+        on_cpu = device == "cpu" or (device == "auto" and not _cuda_available())
+        if not (local and on_cpu):
+            return "hf"
+        for name in ENGINES:
+            mod = _engine_module(name)
+            if mod.available() and mod.supports(model_path):
+                return name
+        return "hf"
+    if engine == "hf":
+        return engine
+    mod = _engine_module(engine)
+    if not mod.available():
+        raise ModelError(f"engine {engine!r} is not installed: pip install 'carealign[{engine}]'")
+    if not local:
+        raise ModelError(f"engine {engine!r} needs a local model directory; {model_path!r} is not one")
+    if not mod.supports(model_path):
+        raise ModelError(f"engine {engine!r} does not support the model in {model_path}; use --engine hf")
+    return engine
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+
+        return bool(torch.cuda.is_available())
+    except ImportError:
+        return False
+
+
 def load_generator(
     spec: str,
     *,
+    engine: str = "auto",
     dtype: str = "auto",
     device: str = "auto",
     batch_size: int = 32,
     concurrency: int = 8,
     api_key_env: str = "OPENAI_API_KEY",
 ) -> Any:
-    """Load a :class:`~carealign.generate.base.Generator` for a model spec."""
+    """Load a :class:`~carealign.generate.base.Generator` for a model spec.
+
+    ``engine``: ``hf`` (``transformers``), an engine of :data:`ENGINES`, or ``auto`` (the
+    fastest installed engine that supports the model, else ``hf``; see :func:`pick_engine`).
+    The generator's ``identity`` names the engine that answers. OpenAI-compatible
+    endpoints ignore ``engine``.
+    """
     if spec.startswith("openai:"):
         from carealign.generate.openai_api import OpenAIGenerator
 
         model, base_url = parse_openai_spec(spec)
         return OpenAIGenerator(model, base_url, api_key_env=api_key_env, concurrency=concurrency)
+    path = resolve_model_path(spec)
+    chosen = pick_engine(engine, path, device)
+    if chosen == "ct2":
+        from carealign.generate.ct2 import CT2Generator
+
+        return CT2Generator(path, name=spec, dtype=dtype, device=device, batch_size=batch_size)
     from carealign.generate.hf import HFGenerator
 
-    path = resolve_model_path(spec)
     return HFGenerator.from_pretrained(path, name=spec, dtype=dtype, device=device, batch_size=batch_size)

@@ -1,7 +1,8 @@
 """LoRA preference training with TRL: a DPO or a KTO adapter on top of the current policy.
 
 The policy is loaded in fp32 and trained with PEFT LoRA adapters; on CPU TRL runs with
-``use_cpu=True`` and bf16 autocast, on GPU in bf16. The reference model is either the
+``use_cpu=True``, in bf16 autocast only where the CPU has bf16 instructions (else fp32, see
+:mod:`carealign.hardware`), on GPU in bf16. The reference model is either the
 policy the cycle starts from (``reference: previous``; TRL computes it by disabling the
 adapter, so no second copy is held) or the base model pi_0 (``reference: base``; loaded
 separately). Training logs (loss, reward margins and accuracies, KL) are written to
@@ -22,6 +23,7 @@ from typing import Any, Literal
 import torch
 
 from carealign.errors import CarealignError
+from carealign.hardware import train_bf16
 from carealign.io import read_jsonl, write_jsonl_atomic
 from carealign.preferences import DPO_COLUMNS, KTO_COLUMNS, trl_columns
 from carealign.train.config import DPOSection, KTOSection, LoRASection, TrainSection
@@ -68,8 +70,13 @@ def trl_args(
     seed: int = 0,
     device: str = "auto",
     report_to: list[str] | None = None,
+    precision: Literal["auto", "bf16", "fp32"] = "auto",
 ) -> Any:
-    """The TRL ``SFTConfig``/``DPOConfig``/``KTOConfig`` for ``settings`` (also used by the benchmark)."""
+    """The TRL ``SFTConfig``/``DPOConfig``/``KTOConfig`` for ``settings`` (also used by the benchmark).
+
+    ``precision``: ``auto`` trains in bf16 (autocast) on GPUs and on CPUs with bf16
+    instructions only (:func:`carealign.hardware.train_bf16`); ``bf16``/``fp32`` force it.
+    """
     from trl import DPOConfig, KTOConfig, SFTConfig
 
     on_cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
@@ -92,7 +99,7 @@ def trl_args(
         "report_to": report_to or [],
         "seed": seed,
         "use_cpu": on_cpu,
-        "bf16": True if not on_cpu else torch.backends.cpu.get_cpu_capability() in ("AVX512", "AVX512_BF16", "AMX"),
+        "bf16": train_bf16(on_cpu) if precision == "auto" else precision == "bf16",
         "dataloader_num_workers": 0,
         "remove_unused_columns": False,
     }

@@ -1,0 +1,203 @@
+"""CTranslate2 backend: a C++ CPU/GPU inference engine for decoder-only Hugging Face models.
+
+The checkpoint is converted once into CTranslate2's format (seconds for a 135M model) and
+cached by its content hash (:mod:`carealign.generate.conversion`); the Hugging Face tokenizer
+renders the chat template and decodes, so prompts and texts are exactly those of
+:class:`~carealign.generate.hf.HFGenerator`. Finished sequences leave the batch at once and
+the prompt is encoded in one pass, which is where it gains on ``transformers.generate``.
+
+``compute``: ``float32`` (default where the CPU lacks bf16 instructions), ``bfloat16``
+(default on bf16 CPUs and GPUs), or ``int8_float32`` (int8 weights, fp32 activations; a
+quantisation, so greedy texts can differ from the Hugging Face model's: see docs/engines.md).
+
+Needs ``pip install carealign[ct2]`` (``ctranslate2``); imported only when used.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from carealign.errors import ModelError
+from carealign.generate.base import Completion, GenerationConfig, ProgressCallback, build_messages
+from carealign.generate.conversion import cached_conversion
+from carealign.hardware import resolve_dtype_name
+
+ENGINE = "ct2"
+
+#: Model types CTranslate2's Transformers converter handles that carealign has checked.
+SUPPORTED_MODEL_TYPES = frozenset({"llama", "mistral", "qwen2", "gemma", "gemma2", "phi3"})
+
+#: carealign dtype name -> CTranslate2 compute type.
+_COMPUTE = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+COMPUTE_TYPES = frozenset({"float32", "bfloat16", "float16", "int8_float32", "int8_bfloat16", "int8"})
+
+
+def available() -> bool:
+    """True when ``ctranslate2`` is installed."""
+    return importlib.util.find_spec("ctranslate2") is not None
+
+
+def supports(model_dir: str | Path) -> bool:
+    """True when this engine can run the checkpoint in ``model_dir`` (by its ``model_type``)."""
+    import json
+
+    try:
+        cfg = json.loads((Path(model_dir) / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return cfg.get("model_type") in SUPPORTED_MODEL_TYPES
+
+
+def convert(model_dir: Path, out_dir: Path) -> None:
+    """Convert a Hugging Face checkpoint to CTranslate2 in fp32 (the compute type is chosen at load)."""
+    import ctranslate2.converters
+
+    ctranslate2.converters.TransformersConverter(str(model_dir), low_cpu_mem_usage=True).convert(
+        str(out_dir), quantization="float32", force=True
+    )
+
+
+def converted_model(model_dir: str | Path) -> tuple[Path, bool]:
+    """The cached CTranslate2 conversion of ``model_dir`` and whether it was converted just now."""
+    return cached_conversion(ENGINE, "fp32", model_dir, convert)
+
+
+class CT2Generator:
+    """The :class:`~carealign.generate.base.Generator` protocol on CTranslate2.
+
+    ``batch_size`` counts sequences, as in the Hugging Face backend; CTranslate2 removes
+    finished rows from the batch, so large batches cost little.
+    """
+
+    def __init__(
+        self,
+        model_dir: str | Path,
+        *,
+        name: str | None = None,
+        dtype: str = "auto",
+        compute_type: str | None = None,
+        device: str = "auto",
+        batch_size: int = 64,
+        threads: int = 0,
+    ) -> None:
+        if not available():
+            raise ModelError("the ct2 engine needs CTranslate2: pip install 'carealign[ct2]'")
+        import ctranslate2
+        import torch
+        from transformers import AutoTokenizer
+
+        if not supports(model_dir):
+            raise ModelError(f"{model_dir}: the ct2 engine does not support this model type")
+        dev = device
+        if dev == "auto":
+            dev = "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+        if dev.startswith("cuda:"):
+            dev, index = "cuda", int(dev.split(":", 1)[1])
+        else:
+            index = 0
+        if compute_type is None:
+            compute_type = _COMPUTE[resolve_dtype_name(dtype, dev)]
+        if compute_type not in COMPUTE_TYPES:
+            raise ModelError(
+                f"unknown CTranslate2 compute type {compute_type!r}; expected one of {sorted(COMPUTE_TYPES)}"
+            )
+        self.model_dir = Path(model_dir)
+        self.name = name or str(model_dir)
+        self.compute_type = compute_type
+        self.batch_size = batch_size
+        self.converted_dir, self.converted_now = converted_model(model_dir)
+        self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+        if getattr(self.tokenizer, "chat_template", None) is None:
+            raise ModelError(
+                f"model {self.name!r} has no chat template; carealign needs an instruction-tuned chat model"
+            )
+        from carealign.generate.hf import stop_token_ids
+
+        self.stop_ids = stop_token_ids(self.tokenizer)
+        self.model = ctranslate2.Generator(
+            str(self.converted_dir),
+            device=dev,
+            device_index=index,
+            compute_type=compute_type,
+            intra_threads=threads or torch.get_num_threads(),
+        )
+
+    @property
+    def identity(self) -> str:
+        return f"{ENGINE}[{self.compute_type}]:{self.name}"
+
+    def render(self, messages: list[dict[str, str]], *, add_generation_prompt: bool = True) -> str:
+        """The chat template applied to ``messages``, as text."""
+        return str(
+            self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+        )
+
+    def generate(
+        self,
+        prompts: Sequence[str],
+        config: GenerationConfig,
+        progress: ProgressCallback | None = None,
+    ) -> list[list[Completion]]:
+        """``config.samples`` responses per prompt, batched; returned in prompt order."""
+        return self.generate_chat([build_messages(p, config.system_prompt) for p in prompts], config, progress)
+
+    def generate_chat(
+        self,
+        conversations: Sequence[list[dict[str, str]]],
+        config: GenerationConfig,
+        progress: ProgressCallback | None = None,
+    ) -> list[list[Completion]]:
+        """Like :meth:`generate` for whole conversations (system prompt, examples, user turn)."""
+        return self.generate_rendered([self.render(c) for c in conversations], config, progress)
+
+    def generate_rendered(
+        self,
+        texts: Sequence[str],
+        config: GenerationConfig,
+        progress: ProgressCallback | None = None,
+    ) -> list[list[Completion]]:
+        """Like :meth:`generate` for prompts already rendered with the chat template."""
+        import ctranslate2
+
+        ids = [self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+        order = sorted(range(len(texts)), key=lambda i: -len(ids[i]))
+        k = 1 if config.greedy else config.samples
+        per_batch = max(1, self.batch_size // k)
+        results: list[list[Completion]] = [[] for _ in texts]
+        for b, start in enumerate(range(0, len(order), per_batch)):
+            idx = order[start : start + per_batch]
+            tokens = [self.tokenizer.convert_ids_to_tokens(ids[i]) for i in idx for _ in range(k)]
+            options: dict[str, Any] = {
+                "max_length": config.max_new_tokens,
+                "include_prompt_in_result": False,
+                "end_token": self.stop_ids,
+                "max_batch_size": 0,
+            }
+            if config.greedy:
+                options["sampling_topk"] = 1
+            else:
+                ctranslate2.set_random_seed(config.seed + b)
+                options.update(sampling_topk=0, sampling_topp=config.top_p, sampling_temperature=config.temperature)
+            outs = self.model.generate_batch(tokens, **options)
+            n_tok = 0
+            for row, out in enumerate(outs):
+                seq = list(out.sequences_ids[0])
+                ended = len(seq) < config.max_new_tokens
+                text = self.tokenizer.decode(seq, skip_special_tokens=True).strip()
+                comp = Completion(text=text, n_tokens=len(seq) + (1 if ended else 0))
+                results[idx[row // k]].append(comp)
+                n_tok += comp.n_tokens
+            if config.greedy and config.samples > 1:
+                for i in idx:
+                    results[i] = results[i] * config.samples
+            if progress:
+                progress(len(idx), n_tok)
+        return results
+
+    def complete_chat(self, conversations: Sequence[list[dict[str, str]]], max_new_tokens: int) -> list[str]:
+        """Greedy replies to whole conversations."""
+        outs = self.generate_chat(conversations, GenerationConfig(max_new_tokens=max_new_tokens))
+        return [o[0].text for o in outs]
