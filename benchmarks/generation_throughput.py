@@ -37,7 +37,6 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,8 +48,6 @@ from carealign.data import load_prompts
 from carealign.generate import Completion, GenerationConfig, build_messages, load_generator
 from carealign.generate.registry import resolve_model_path
 from carealign.hardware import cpu_flags, cpu_has_bf16, resolve_dtype_name
-
-ALL_CONFIGS = "hf-auto,hf-legacy,hf-fp32,hf-bf16,ct2-fp32,ct2-int8,ort-fp32,ort-int4,default"
 
 
 def cpu_name() -> str:
@@ -146,6 +143,35 @@ def ct2(path: str, compute: str, batch: int) -> Any:
     return CT2Generator(path, name="smollm2-135m", compute_type=compute, device="cpu", batch_size=batch)
 
 
+SMALL_CONFIGS = "hf-auto@32,hf-fp32@32,hf-bf16@32,ct2-fp32@32,ct2-int8@32,ort-fp32@32,ort-int4@32,default"
+LARGE_CONFIGS = "hf-fp32@32,hf-fp32@128,ct2-fp32@128,ct2-int8@128,ort-int4@128,default"
+
+
+def make_generator(kind: str, batch: int, path: str, model: str) -> Any:
+    """A generator for one configuration ``kind`` (see the module docstring) at ``batch`` sequences."""
+    legacy = "bf16" if torch.backends.cpu.get_cpu_capability() in ("AVX512", "AVX512_BF16", "AMX") else "fp32"
+    dtypes = {"hf-auto": "auto", "hf-legacy": legacy, "hf-fp32": "fp32", "hf-bf16": "bf16"}
+    if kind in dtypes:
+        return hf(path, dtypes[kind], batch)
+    if kind == "hf-static":
+        return hf(path, "fp32", batch, static=True)
+    if kind in ("ct2-fp32", "ct2-int8"):
+        return ct2(path, "float32" if kind == "ct2-fp32" else "int8_float32", batch)
+    if kind in ("ort-fp32", "ort-int4"):
+        return OrtGenai(path, kind.split("-")[1], batch)
+    if kind == "default":
+        return load_generator(model, device="cpu")
+    raise SystemExit(f"unknown configuration {kind!r}")
+
+
+def installed(kind: str) -> bool:
+    if kind.startswith("ct2"):
+        return importlib.util.find_spec("ctranslate2") is not None
+    if kind.startswith("ort"):
+        return importlib.util.find_spec("onnxruntime_genai") is not None
+    return True
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="smollm2-135m")
@@ -154,42 +180,13 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=4, help="samples per prompt (k)")
     ap.add_argument("--max-new-tokens", type=int, default=64)
     ap.add_argument("--temperature", type=float, default=0.7)
-    ap.add_argument("--batch-sizes", default="32,128", help="sequences per batch to try (hf-fp32, hf-bf16, ct2)")
-    ap.add_argument("--configs", default=ALL_CONFIGS)
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--configs", default=SMALL_CONFIGS, help="KIND@BATCH,... run on the small set")
+    ap.add_argument("--large-configs", default=LARGE_CONFIGS, help="KIND@BATCH,... run on the large set")
+    ap.add_argument("--rounds", type=int, default=1)
     args = ap.parse_args()
 
     path = resolve_model_path(args.model)
-    wanted = args.configs.split(",")
-    batches = [int(b) for b in args.batch_sizes.split(",")]
-    legacy = "bf16" if torch.backends.cpu.get_cpu_capability() in ("AVX512", "AVX512_BF16", "AMX") else "fp32"
-    makers: dict[str, Callable[[], Any]] = {}
-    if "hf-auto" in wanted:
-        makers["hf-auto b32"] = lambda: hf(path, "auto", 32)
-    if "hf-legacy" in wanted:
-        makers[f"hf-legacy({legacy}) b32"] = lambda: hf(path, legacy, 32)
-    for b in batches:
-        for dt in ("fp32", "bf16"):
-            if f"hf-{dt}" in wanted:
-                makers[f"hf-{dt} b{b}"] = lambda dt=dt, b=b: hf(path, dt, b)
-        from carealign.generate import ct2 as ct2_mod
-
-        for name, compute in (("ct2-fp32", "float32"), ("ct2-int8", "int8_float32")):
-            if name in wanted and ct2_mod.available():
-                makers[f"{name} b{b}"] = lambda compute=compute, b=b: ct2(path, compute, b)
-        for name, prec in (("ort-fp32", "fp32"), ("ort-int4", "int4")):
-            if name in wanted and importlib.util.find_spec("onnxruntime_genai"):
-                makers[f"{name} b{b}"] = lambda prec=prec, b=b: OrtGenai(path, prec, b)
-    if "hf-static" in wanted:
-        makers["hf-static(fp32) b32"] = lambda: hf(path, "fp32", 32, static=True)
-    if "default" in wanted:
-        makers["default(auto)"] = lambda: load_generator(args.model, device="cpu")
-    from carealign.generate import ct2 as ct2_mod
-
-    if any(w.startswith("ct2") for w in wanted) and not ct2_mod.available():
-        print("ct2: not installed (pip install 'carealign[ct2]'), skipped")
-
-    sets = {f"{n}x{args.samples}": n for n in (args.prompts, args.large_prompts) if n}
+    sets = {"small": (args.prompts, args.configs), "large": (args.large_prompts, args.large_configs)}
     cfg = GenerationConfig(max_new_tokens=args.max_new_tokens, temperature=args.temperature, samples=args.samples)
     wide = " ".join(sorted(f for f in cpu_flags() if "avx512" in f or "amx" in f)) or "no avx512/amx flags"
     print(
@@ -199,51 +196,67 @@ def main() -> None:
     )
     print(
         f"model {args.model}; k={cfg.samples}, max_new_tokens {cfg.max_new_tokens}, T {cfg.temperature}, "
-        f"top_p {cfg.top_p}; {args.rounds} interleaved rounds, median tok/s"
+        f"top_p {cfg.top_p}; {args.rounds} round(s), configurations interleaved, median tok/s"
     )
 
+    labels: dict[str, list[str]] = {}
     loaded: dict[str, Any] = {}
-    for label, make in makers.items():
-        t = time.perf_counter()
-        gen = make()
-        extra = ""
-        if getattr(gen, "converted_now", None) is not None:
-            extra = f" ({'converted' if gen.converted_now else 'conversion reused'})"
-        gen.generate(["Hi"], GenerationConfig(max_new_tokens=4))  # warm-up
-        if "static" in label:  # compile at the measured shapes before timing
-            for n in sets.values():
-                prompts = [r.prompt for r in load_prompts("sample", "test", limit=n)]
-                gen.generate(prompts, cfg)
-        loaded[label] = gen
-        print(f"  loaded {label:24s} {gen.identity} in {time.perf_counter() - t:5.1f} s{extra}")
+    for set_name, (n, configs) in sets.items():
+        if not n:
+            continue
+        labels[set_name] = []
+        for entry in configs.split(","):
+            kind, _, batch = entry.partition("@")
+            label = kind if kind == "default" else f"{kind} b{batch or 32}"
+            if not installed(kind):
+                print(f"  {label}: engine not installed, skipped")
+                continue
+            labels[set_name].append(label)
+            if label in loaded:
+                continue
+            t = time.perf_counter()
+            gen = make_generator(kind, int(batch or 32), path, args.model)
+            extra = ""
+            if getattr(gen, "converted_now", None) is not None:
+                extra = f" ({'converted now' if gen.converted_now else 'conversion reused from the cache'})"
+            gen.generate(["Hi"], GenerationConfig(max_new_tokens=4))  # warm-up
+            loaded[label] = gen
+            print(f"  loaded {label:14s} {gen.identity:36s} in {time.perf_counter() - t:6.1f} s{extra}", flush=True)
 
     rates: dict[tuple[str, str], list[float]] = {}
     tokens: dict[tuple[str, str], int] = {}
     for rnd in range(args.rounds):
-        for set_name, n in sets.items():
-            prompts = [r.prompt for r in load_prompts("sample", "test", limit=n)]
-            for label, gen in loaded.items():
+        for set_name, names in labels.items():
+            prompts = [r.prompt for r in load_prompts("sample", "test", limit=sets[set_name][0])]
+            if "hf-static" in " ".join(names) and rnd == 0:
+                for label in names:  # compile at the measured shapes before timing
+                    if label.startswith("hf-static"):
+                        loaded[label].generate(prompts, cfg)
+            for label in names:
                 c = GenerationConfig(**{**cfg.__dict__, "seed": rnd})
                 t = time.perf_counter()
-                outs = gen.generate(prompts, c)
+                outs = loaded[label].generate(prompts, c)
                 dt = time.perf_counter() - t
                 tok = sum(x.n_tokens for o in outs for x in o)
                 rates.setdefault((set_name, label), []).append(tok / dt)
                 tokens[(set_name, label)] = tok
+                print(f"    [{set_name} round {rnd}] {label:14s} {tok / dt:7.1f} tok/s", flush=True)
 
-    for set_name in sets:
-        base = statistics.median(rates[(set_name, "hf-auto b32")]) if (set_name, "hf-auto b32") in rates else None
-        fp32 = [statistics.median(v) for (s, lab), v in rates.items() if s == set_name and lab.startswith("hf-fp32")]
+    for set_name, names in labels.items():
+        med = {lab: statistics.median(rates[(set_name, lab)]) for lab in names}
+        base = med.get("hf-auto b32")
+        fp32 = [v for lab, v in med.items() if lab.startswith("hf-fp32")]
         best32 = max(fp32) if fp32 else None
-        print(f"\n{set_name} ({sets[set_name]} prompts x {args.samples} samples)")
-        print(f"{'configuration':26s} {'tok/s':>8s} {'tokens':>7s} {'vs hf-auto b32':>15s} {'vs best hf-fp32':>16s}")
-        for (s, label), v in rates.items():
-            if s != set_name:
-                continue
-            r = statistics.median(v)
-            a = f"{r / base:.2f}x" if base else "-"
-            f = f"{r / best32:.2f}x" if best32 else "-"
-            print(f"{label:26s} {r:8.1f} {tokens[(s, label)]:7d} {a:>15s} {f:>16s}")
+        n = sets[set_name][0]
+        print(f"\n{n} prompts x {args.samples} samples = {n * args.samples} sequences")
+        head = ("configuration", "identity", "tok/s", "tokens", "/hf-auto b32", "/best hf-fp32")
+        print("{:16s} {:36s} {:>7s} {:>6s} {:>12s} {:>13s}".format(*head))
+        for lab in names:
+            a = f"{med[lab] / base:.2f}x" if base else "-"
+            f = f"{med[lab] / best32:.2f}x" if best32 else "-"
+            print(
+                f"{lab:16s} {loaded[lab].identity:36s} {med[lab]:7.1f} {tokens[(set_name, lab)]:6d} {a:>12s} {f:>13s}"
+            )
     print(f"\nload average after the run: {os.getloadavg()[0]:.1f} (shared machine: compare ratios, not absolutes)")
 
 

@@ -51,18 +51,22 @@ def supports(model_dir: str | Path) -> bool:
     return cfg.get("model_type") in SUPPORTED_MODEL_TYPES
 
 
-def convert(model_dir: Path, out_dir: Path) -> None:
-    """Convert a Hugging Face checkpoint to CTranslate2 in fp32 (the compute type is chosen at load)."""
+def convert(model_dir: Path, out_dir: Path, compute_type: str = "float32") -> None:
+    """Convert a Hugging Face checkpoint to CTranslate2, with weights stored in ``compute_type``."""
     import ctranslate2.converters
 
     ctranslate2.converters.TransformersConverter(str(model_dir), low_cpu_mem_usage=True).convert(
-        str(out_dir), quantization="float32", force=True
+        str(out_dir), quantization=compute_type, force=True
     )
 
 
-def converted_model(model_dir: str | Path) -> tuple[Path, bool]:
-    """The cached CTranslate2 conversion of ``model_dir`` and whether it was converted just now."""
-    return cached_conversion(ENGINE, "fp32", model_dir, convert)
+def converted_model(model_dir: str | Path, compute_type: str = "float32") -> tuple[Path, bool]:
+    """The cached conversion of ``model_dir`` for ``compute_type``, and whether it was converted just now.
+
+    Weights are stored in the compute type, so that loading is a read (about a second for
+    the bundled model) and not a conversion.
+    """
+    return cached_conversion(ENGINE, compute_type, model_dir, lambda src, out: convert(src, out, compute_type))
 
 
 class CT2Generator:
@@ -108,7 +112,7 @@ class CT2Generator:
         self.name = name or str(model_dir)
         self.compute_type = compute_type
         self.batch_size = batch_size
-        self.converted_dir, self.converted_now = converted_model(model_dir)
+        self.converted_dir, self.converted_now = converted_model(model_dir, compute_type)
         self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
         if getattr(self.tokenizer, "chat_template", None) is None:
             raise ModelError(
@@ -117,13 +121,18 @@ class CT2Generator:
         from carealign.generate.hf import stop_token_ids
 
         self.stop_ids = stop_token_ids(self.tokenizer)
-        self.model = ctranslate2.Generator(
-            str(self.converted_dir),
-            device=dev,
-            device_index=index,
-            compute_type=compute_type,
-            intra_threads=threads or torch.get_num_threads(),
-        )
+        self._engine_args: dict[str, Any] = {
+            "device": dev,
+            "device_index": index,
+            "compute_type": compute_type,
+            "intra_threads": threads or torch.get_num_threads(),
+        }
+        self.model = self._load()
+
+    def _load(self) -> Any:
+        import ctranslate2
+
+        return ctranslate2.Generator(str(self.converted_dir), **self._engine_args)
 
     @property
     def identity(self) -> str:
@@ -160,42 +169,67 @@ class CT2Generator:
         progress: ProgressCallback | None = None,
     ) -> list[list[Completion]]:
         """Like :meth:`generate` for prompts already rendered with the chat template."""
-        import ctranslate2
-
         ids = [self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
         order = sorted(range(len(texts)), key=lambda i: -len(ids[i]))
         k = 1 if config.greedy else config.samples
         per_batch = max(1, self.batch_size // k)
         results: list[list[Completion]] = [[] for _ in texts]
-        for b, start in enumerate(range(0, len(order), per_batch)):
+        engine = self.model if config.greedy else self._seeded(config.seed)
+        for start in range(0, len(order), per_batch):
             idx = order[start : start + per_batch]
-            tokens = [self.tokenizer.convert_ids_to_tokens(ids[i]) for i in idx for _ in range(k)]
-            options: dict[str, Any] = {
-                "max_length": config.max_new_tokens,
-                "include_prompt_in_result": False,
-                "end_token": self.stop_ids,
-                "max_batch_size": 0,
-            }
-            if config.greedy:
-                options["sampling_topk"] = 1
-            else:
-                ctranslate2.set_random_seed(config.seed + b)
-                options.update(sampling_topk=0, sampling_topp=config.top_p, sampling_temperature=config.temperature)
-            outs = self.model.generate_batch(tokens, **options)
+            outs = self.generate_ids([ids[i] for i in idx], config, engine=engine)
             n_tok = 0
-            for row, out in enumerate(outs):
-                seq = list(out.sequences_ids[0])
-                ended = len(seq) < config.max_new_tokens
-                text = self.tokenizer.decode(seq, skip_special_tokens=True).strip()
-                comp = Completion(text=text, n_tokens=len(seq) + (1 if ended else 0))
-                results[idx[row // k]].append(comp)
-                n_tok += comp.n_tokens
-            if config.greedy and config.samples > 1:
-                for i in idx:
+            for i, seqs in zip(idx, outs, strict=True):
+                for seq, ended in seqs:
+                    text = self.tokenizer.decode(seq, skip_special_tokens=True).strip()
+                    results[i].append(Completion(text=text, n_tokens=len(seq) + (1 if ended else 0)))
+                n_tok += sum(c.n_tokens for c in results[i])
+                if config.greedy and config.samples > 1:
                     results[i] = results[i] * config.samples
             if progress:
                 progress(len(idx), n_tok)
         return results
+
+    def _seeded(self, seed: int) -> Any:
+        """An engine whose sampler starts from ``seed``.
+
+        CTranslate2 draws from a thread-local generator seeded once, when its worker thread
+        first samples, so :func:`ctranslate2.set_random_seed` only reaches an engine whose
+        workers have not sampled yet: a fresh one (reloading the converted model: about a
+        second for the bundled model), which makes every sampling call reproducible.
+        """
+        import ctranslate2
+
+        ctranslate2.set_random_seed(seed)
+        return self._load()
+
+    def generate_ids(
+        self, prompts: Sequence[list[int]], config: GenerationConfig, *, engine: Any | None = None
+    ) -> list[list[tuple[list[int], bool]]]:
+        """New token ids for token-id prompts, in one engine call: per prompt, ``k`` pairs of
+        (ids without the end-of-turn token, whether the turn ended before ``max_new_tokens``);
+        ``k`` is 1 when greedy, else ``config.samples``. Sampling uses ``engine`` (default:
+        a fresh one seeded with ``config.seed``)."""
+        if engine is None:
+            engine = self.model if config.greedy else self._seeded(config.seed)
+        k = 1 if config.greedy else config.samples
+        tokens = [self.tokenizer.convert_ids_to_tokens(p) for p in prompts for _ in range(k)]
+        options: dict[str, Any] = {
+            "max_length": config.max_new_tokens,
+            "include_prompt_in_result": False,
+            "end_token": self.stop_ids,
+            "max_batch_size": 0,
+        }
+        if config.greedy:
+            options["sampling_topk"] = 1
+        else:
+            options.update(sampling_topk=0, sampling_topp=config.top_p, sampling_temperature=config.temperature)
+        outs = engine.generate_batch(tokens, **options)
+        result: list[list[tuple[list[int], bool]]] = [[] for _ in prompts]
+        for row, out in enumerate(outs):
+            seq = [int(t) for t in out.sequences_ids[0]]
+            result[row // k].append((seq, len(seq) < config.max_new_tokens))
+        return result
 
     def complete_chat(self, conversations: Sequence[list[dict[str, str]]], max_new_tokens: int) -> list[str]:
         """Greedy replies to whole conversations."""
