@@ -135,7 +135,7 @@ def test_failed_conversion_leaves_nothing_behind(tiny_model_dir, cache):
 
 
 def test_checkpoint_hash_needs_a_model_dir(tmp_path):
-    with pytest.raises(ModelError, match="no config.json"):
+    with pytest.raises(ModelError, match=r"no config\.json"):
         checkpoint_hash(tmp_path)
 
 
@@ -214,7 +214,7 @@ def test_ct2_greedy_matches_hf_or_diverges_only_at_near_ties(ct2_generator, tiny
         if engine_ids == hf_ids:
             same += 1
             continue
-        n = next(i for i, (a, b) in enumerate(zip(engine_ids + [-1], hf_ids + [-2], strict=False)) if a != b)
+        n = next(i for i, (a, b) in enumerate(zip([*engine_ids, -1], [*hf_ids, -2], strict=False)) if a != b)
         with torch.no_grad():
             logits = model(torch.tensor([prompt + hf_ids[:n]])).logits[0, -1].float()
         top2 = torch.topk(logits, 2).values

@@ -181,7 +181,7 @@ class CT2Generator:
             n_tok = 0
             for i, seqs in zip(idx, outs, strict=True):
                 for seq, ended in seqs:
-                    text = self.tokenizer.decode(seq, skip_special_tokens=True).strip()
+                    text = str(self.tokenizer.decode(seq, skip_special_tokens=True)).strip()
                     results[i].append(Completion(text=text, n_tokens=len(seq) + (1 if ended else 0)))
                 n_tok += sum(c.n_tokens for c in results[i])
                 if config.greedy and config.samples > 1:

@@ -89,7 +89,7 @@ class HFGenerator:
             ) from None
         if not tokenizer.model_max_length or tokenizer.model_max_length > 1_000_000:
             tokenizer.model_max_length = max_length
-        model.to(dev)
+        model.to(dev)  # type: ignore[arg-type]  # transformers types .to() through a decorator
         return cls(model, tokenizer, name=name or str(path), batch_size=batch_size)
 
     @property

@@ -53,7 +53,7 @@ class OpenAIGenerator:
         import openai
 
         try:
-            return self.client.chat.completions.create(model=self.model, messages=messages, **kwargs)
+            return self.client.chat.completions.create(model=self.model, messages=messages, **kwargs)  # type: ignore[arg-type]
         except openai.APIStatusError as exc:
             raise ModelError(f"{self.identity}: HTTP {exc.status_code}: {exc.message}") from None
         except openai.APIError as exc:  # connection errors, timeouts after all retries
