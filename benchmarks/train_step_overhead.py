@@ -35,6 +35,10 @@ The timing callback gets into both trainers the same way: while a side runs,
 ``train_adapter`` takes no callbacks, so this is the only way to reach its trainer, and the
 plain side goes through the identical wrapper instead of passing ``callbacks=`` itself.
 
+Each method is measured in every precision of ``--precisions`` (default fp32 and bf16: both
+sides train in it, so the ratio compares like with like, and the bf16/fp32 step times show
+what bf16 costs on this CPU; carealign's ``auto`` picks bf16 only with bf16 instructions).
+
 With ``--repeats 2`` (the default) each method runs plain, carealign, carealign, plain (ABBA),
 so slow drift on a shared machine hits both sides alike; the reported ratio is the median of
 the per-repeat ratios of s/step (carealign / plain). Target: ratio <= 1.05.
@@ -70,6 +74,7 @@ from trl import DPOConfig, DPOTrainer, KTOConfig, KTOTrainer
 
 from carealign.data import load_prompts
 from carealign.generate.registry import resolve_model_path
+from carealign.hardware import cpu_has_bf16, resolve_dtype_name
 from carealign.train.config import TrainSection
 from carealign.train.trainer import lora_config, train_adapter, trl_args
 
@@ -137,9 +142,9 @@ def build_tiny_model(tokenizer_dir: str, out_dir: Path) -> Path:
 # ---------------------------------------------------------------- the plain TRL script
 
 
-def plain_trl_config(method: str, s: TrainSection, output_dir: str) -> Any:
+def plain_trl_config(method: str, s: TrainSection, output_dir: str, precision: str) -> Any:
     """The TRL config a plain script would write for these settings (independent of carealign)."""
-    bf16 = torch.backends.cpu.get_cpu_capability() in ("AVX512", "AVX512_BF16", "AMX")  # as carealign on CPU
+    bf16 = precision == "bf16"
     cls = DPOConfig if method == "dpo" else KTOConfig
     return cls(
         output_dir=output_dir,
@@ -175,11 +180,11 @@ def plain_lora_config(s: TrainSection) -> LoraConfig:
     )
 
 
-def check_same_settings(method: str, s: TrainSection) -> None:
+def check_same_settings(method: str, s: TrainSection, precision: str) -> None:
     """Stop unless the plain configs equal carealign's field by field."""
     with tempfile.TemporaryDirectory() as d:
-        ours = plain_trl_config(method, s, d).to_dict()
-        theirs = trl_args(method, s, d, seed=SEED, device="cpu").to_dict()
+        ours = plain_trl_config(method, s, d, precision).to_dict()
+        theirs = trl_args(method, s, d, seed=SEED, device="cpu", precision=precision).to_dict()  # type: ignore[arg-type]
     diff = {k: (ours.get(k), theirs.get(k)) for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k)}
     lora_ours, lora_theirs = plain_lora_config(s).to_dict(), lora_config(s).to_dict()
     diff |= {
@@ -191,7 +196,9 @@ def check_same_settings(method: str, s: TrainSection) -> None:
         raise SystemExit(f"{method}: plain and carealign settings differ (plain, carealign): {diff}")
 
 
-def run_plain(method: str, model_dir: str, rows: list[dict[str, Any]], s: TrainSection, out_dir: Path) -> None:
+def run_plain(
+    method: str, model_dir: str, rows: list[dict[str, Any]], s: TrainSection, out_dir: Path, precision: str
+) -> None:
     torch.manual_seed(SEED)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     if tokenizer.pad_token is None:
@@ -200,7 +207,7 @@ def run_plain(method: str, model_dir: str, rows: list[dict[str, Any]], s: TrainS
     trainer_cls = DPOTrainer if method == "dpo" else KTOTrainer
     trainer = trainer_cls(
         model=model,
-        args=plain_trl_config(method, s, str(out_dir / "work")),
+        args=plain_trl_config(method, s, str(out_dir / "work"), precision),
         train_dataset=datasets.Dataset.from_list(rows),
         processing_class=tokenizer,
         peft_config=plain_lora_config(s),
@@ -209,8 +216,19 @@ def run_plain(method: str, model_dir: str, rows: list[dict[str, Any]], s: TrainS
     trainer.model.save_pretrained(str(out_dir / "adapter"))
 
 
-def run_carealign(method: str, model_dir: str, rows: list[dict[str, Any]], s: TrainSection, out_dir: Path) -> None:
-    result = train_adapter(method, model_dir, rows, s, out_dir, seed=SEED, device="cpu")  # type: ignore[arg-type]
+def run_carealign(
+    method: str, model_dir: str, rows: list[dict[str, Any]], s: TrainSection, out_dir: Path, precision: str
+) -> None:
+    result = train_adapter(
+        method,  # type: ignore[arg-type]
+        model_dir,
+        rows,
+        s,
+        out_dir,
+        seed=SEED,
+        device="cpu",
+        precision=precision,  # type: ignore[arg-type]
+    )
     if result.skipped:
         raise SystemExit(f"carealign skipped {method}: {result.skipped}")
 
@@ -262,6 +280,7 @@ class Run:
     method: str
     side: str
     repeat: int
+    precision: str = "fp32"
     steps: int = 0
     s_per_step: float = float("nan")
     in_step: float = float("nan")
@@ -272,12 +291,14 @@ class Run:
     intervals: list[float] = field(default_factory=list)
 
 
-def measure(side: str, method: str, repeat: int, model_dir: str, rows: list[dict[str, Any]], s: TrainSection) -> Run:
+def measure(
+    side: str, method: str, repeat: int, model_dir: str, rows: list[dict[str, Any]], s: TrainSection, precision: str
+) -> Run:
     runner = run_plain if side == "plain" else run_carealign
     gc.collect()
     with tempfile.TemporaryDirectory(prefix=f"bench-{side}-{method}-") as d, timed_trainers() as timers:
         t0 = time.perf_counter()
-        runner(method, model_dir, rows, s, Path(d))
+        runner(method, model_dir, rows, s, Path(d), precision)
         total = time.perf_counter() - t0
     if len(timers) != 1:
         raise SystemExit(f"{side} {method}: expected one trainer, saw {len(timers)}")
@@ -285,7 +306,7 @@ def measure(side: str, method: str, repeat: int, model_dir: str, rows: list[dict
     intervals = [b - a for a, b in zip(t.ends, t.ends[1:], strict=False)]  # steps 2..N: warm-up step dropped
     in_step = [e - b for b, e in zip(t.begins, t.ends, strict=True)][1:]
     cpu = [b - a for a, b in zip(t.cpu_ends, t.cpu_ends[1:], strict=False)]
-    run = Run(method, side, repeat, steps=len(t.ends), total=total, intervals=intervals, load=os.getloadavg()[0])
+    run = Run(method, side, repeat, precision, len(t.ends), total=total, intervals=intervals, load=os.getloadavg()[0])
     if intervals:
         run.s_per_step = statistics.median(intervals)
         run.in_step = statistics.median(in_step)
@@ -293,7 +314,8 @@ def measure(side: str, method: str, repeat: int, model_dir: str, rows: list[dict
     if t.train_begin is not None:
         run.setup = t.train_begin - t0
     print(
-        f"  {method.upper()} {side:9s} repeat {repeat}: {run.steps} steps, median {run.s_per_step:.3f} s/step "
+        f"  {method.upper()} {precision} {side:9s} repeat {repeat}: {run.steps} steps, "
+        f"median {run.s_per_step:.3f} s/step "
         f"(in-step {run.in_step:.3f}, cpu {run.cpu_per_step:.2f}), load {run.load:.1f}, "
         f"set-up {run.setup:.1f} s, total {run.total:.1f} s; "
         f"intervals {' '.join(f'{x:.2f}' for x in intervals)}",
@@ -312,6 +334,11 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=6, help="optimiser steps per run (the first is warm-up)")
     ap.add_argument("--repeats", type=int, default=2, help="runs per side and method (order alternates ABBA)")
     ap.add_argument("--methods", default="dpo,kto", help="comma-separated: dpo, kto")
+    ap.add_argument(
+        "--precisions",
+        default=f"fp32,bf16,auto={resolve_dtype_name('auto', 'cpu')}",
+        help="comma-separated: fp32, bf16 (both sides train in that precision); auto is what carealign picks here",
+    )
     args = ap.parse_args()
     if args.steps < 3:
         ap.error("--steps must be >= 3 (one warm-up step, then at least two intervals)")
@@ -320,6 +347,8 @@ def main() -> None:
     transformers.logging.set_verbosity_error()
     settings = TrainSection(batch_size=4, max_length=256, lora_r=8, max_steps=args.steps)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    precisions = [p.strip().split("=")[-1] for p in args.precisions.split(",") if p.strip()]
+    precisions = list(dict.fromkeys(precisions))  # auto resolves to fp32 or bf16: measured once
     n_prompts = settings.batch_size * args.steps
     dpo_rows, kto_rows = preference_rows(n_prompts)
 
@@ -329,7 +358,8 @@ def main() -> None:
         print(
             f"model {model_dir}{' (tiny random llama)' if args.tiny else ''}; torch {torch.__version__}, "
             f"transformers {transformers.__version__}, threads {torch.get_num_threads()}, "
-            f"cpu {torch.backends.cpu.get_cpu_capability()}"
+            f"cpu {torch.backends.cpu.get_cpu_capability()}, bf16 instructions {cpu_has_bf16()} "
+            f"(carealign's auto precision here: {resolve_dtype_name('auto', 'cpu')})"
         )
         print(
             f"settings: batch {settings.batch_size}, max_length {settings.max_length}, lora_r {settings.lora_r}, "
@@ -338,37 +368,51 @@ def main() -> None:
         )
         runs: list[Run] = []
         for method in methods:
-            check_same_settings(method, settings)
-            rows = dpo_rows if method == "dpo" else kto_rows
-            for r in range(args.repeats):
-                order = ("plain", "carealign") if r % 2 == 0 else ("carealign", "plain")
-                for side in order:
-                    runs.append(measure(side, method, r, model_dir, rows, settings))
+            for precision in precisions:
+                check_same_settings(method, settings, precision)
+                rows = dpo_rows if method == "dpo" else kto_rows
+                for r in range(args.repeats):
+                    order = ("plain", "carealign") if r % 2 == 0 else ("carealign", "plain")
+                    for side in order:
+                        runs.append(measure(side, method, r, model_dir, rows, settings, precision))
 
     print()
-    header = ("method", "side", "repeat", "s/step", "in-step s", "cpu s/step", "set-up s", "total s", "load")
-    print("{:6s}  {:9s}  {:>6s}  {:>8s}  {:>9s}  {:>10s}  {:>8s}  {:>8s}  {:>5s}".format(*header))
+    header = ("method", "prec", "side", "repeat", "s/step", "in-step s", "cpu s/step", "set-up s", "total s", "load")
+    print("{:6s}  {:4s}  {:9s}  {:>6s}  {:>8s}  {:>9s}  {:>10s}  {:>8s}  {:>8s}  {:>5s}".format(*header))
     for run in runs:
         print(
-            f"{run.method.upper():6s}  {run.side:9s}  {run.repeat:6d}  {run.s_per_step:8.3f}  {run.in_step:9.3f}  "
+            f"{run.method.upper():6s}  {run.precision:4s}  {run.side:9s}  {run.repeat:6d}  "
+            f"{run.s_per_step:8.3f}  {run.in_step:9.3f}  "
             f"{run.cpu_per_step:10.2f}  {run.setup:8.1f}  {run.total:8.1f}  {run.load:5.1f}"
         )
     print()
     for method in methods:
-        pairs = [
-            (
-                next(x for x in runs if x.method == method and x.side == "carealign" and x.repeat == r),
-                next(x for x in runs if x.method == method and x.side == "plain" and x.repeat == r),
+        for precision in precisions:
+
+            def pick(side: str, r: int, method: str = method, precision: str = precision) -> Run:
+                return next(
+                    x
+                    for x in runs
+                    if x.method == method and x.precision == precision and x.side == side and x.repeat == r
+                )
+
+            pairs = [(pick("carealign", r), pick("plain", r)) for r in range(args.repeats)]
+            step_ratio = statistics.median(c.s_per_step / p.s_per_step for c, p in pairs)
+            total_ratio = statistics.median(c.total / p.total for c, p in pairs)
+            verdict = "ok" if step_ratio <= 1.05 else "ABOVE TARGET 1.05"
+            print(
+                f"ratio carealign/plain ({method.upper()} {precision}): {step_ratio:.2f}  [{verdict}]   "
+                f"(total wall time incl. set-up: {total_ratio:.2f})"
             )
-            for r in range(args.repeats)
-        ]
-        step_ratio = statistics.median(c.s_per_step / p.s_per_step for c, p in pairs)
-        total_ratio = statistics.median(c.total / p.total for c, p in pairs)
-        verdict = "ok" if step_ratio <= 1.05 else "ABOVE TARGET 1.05"
-        print(
-            f"ratio carealign/plain ({method.upper()}): {step_ratio:.2f}  [{verdict}]   "
-            f"(total wall time incl. set-up: {total_ratio:.2f})"
-        )
+        if {"fp32", "bf16"} <= set(precisions):
+            per = {
+                p: statistics.median(x.s_per_step for x in runs if x.method == method and x.precision == p)
+                for p in ("fp32", "bf16")
+            }
+            print(
+                f"{method.upper()} s/step bf16 / fp32 (both sides, median): {per['bf16']:.2f} / {per['fp32']:.2f} "
+                f"= {per['bf16'] / per['fp32']:.2f}x"
+            )
 
 
 if __name__ == "__main__":

@@ -29,6 +29,8 @@ from carealign.preferences import DPO_COLUMNS, KTO_COLUMNS, trl_columns
 from carealign.train.config import DPOSection, KTOSection, LoRASection, TrainSection
 
 Method = Literal["sft", "dpo", "kto"]
+#: Training precision: ``auto`` (bf16 autocast only where the hardware has bf16 arithmetic), ``bf16``, ``fp32``.
+Precision = Literal["auto", "bf16", "fp32"]
 
 #: The columns TRL's trainers read, by method (conversational rows).
 SFT_COLUMNS = ("prompt", "completion")
@@ -70,7 +72,7 @@ def trl_args(
     seed: int = 0,
     device: str = "auto",
     report_to: list[str] | None = None,
-    precision: Literal["auto", "bf16", "fp32"] = "auto",
+    precision: Precision = "auto",
 ) -> Any:
     """The TRL ``SFTConfig``/``DPOConfig``/``KTOConfig`` for ``settings`` (also used by the benchmark).
 
@@ -102,6 +104,10 @@ def trl_args(
         "bf16": train_bf16(on_cpu) if precision == "auto" else precision == "bf16",
         "dataloader_num_workers": 0,
         "remove_unused_columns": False,
+        # TRL >= 1.0 turns activation checkpointing on by default: it recomputes every layer's
+        # forward in the backward pass (about a third more compute per step) to save memory
+        # that LoRA on a small policy does not need
+        "gradient_checkpointing": False,
     }
     if method == "sft":
         return SFTConfig(**common, completion_only_loss=True)
@@ -178,6 +184,7 @@ def train_adapter(
     seed: int = 0,
     device: str = "auto",
     tracking: str = "none",
+    precision: Precision = "auto",
 ) -> TrainResult:
     """Train one LoRA adapter with TRL and save it to ``out_dir/adapter`` atomically.
 
@@ -187,7 +194,7 @@ def train_adapter(
     the policy with its adapter disabled serves as the reference (DPO, KTO).
 
     Trainer checkpoints are saved to ``out_dir/checkpoints`` every ``settings.checkpoint_minutes``;
-    when one is there (a crashed run), training resumes from it.
+    when one is there (a crashed run), training resumes from it. ``precision``: see :func:`trl_args`.
     """
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -236,7 +243,9 @@ def train_adapter(
         write_jsonl_atomic(log_path, kept)
     work = Path(tempfile.mkdtemp(prefix=f".{method}-work-", dir=out))
     try:
-        args = trl_args(method, settings, checkpoints, seed=seed, device=device, report_to=report_to)
+        args = trl_args(
+            method, settings, checkpoints, seed=seed, device=device, report_to=report_to, precision=precision
+        )
         kwargs: dict[str, Any] = {} if method == "sft" else {"ref_model": ref_model}
         trainer_cls: Any = {"sft": SFTTrainer, "dpo": DPOTrainer, "kto": KTOTrainer}[method]
         trainer = trainer_cls(
