@@ -256,3 +256,15 @@ def test_load_generator_names_the_engine(tiny_model_dir, cache):
     assert gen.identity.startswith("ct2[float32]:")
     assert not load_generator(str(tiny_model_dir), engine="ct2", device="cpu").converted_now  # cached
     assert load_generator(str(tiny_model_dir), engine="hf", device="cpu").identity.startswith("hf:")
+
+
+@needs_ct2
+def test_ct2_label_logprobs_match_hf(ct2_generator, tiny_generator):
+    convs = [[{"role": "user", "content": p}] for p in PROMPTS[:3]]
+    labels = ["Accept", "Caution", "Refuse"]
+    got = ct2_generator.label_logprobs(convs, labels)
+    expected = tiny_generator.label_logprobs(convs, labels)
+    for g, e in zip(got, expected, strict=True):
+        assert g is not None and e is not None
+        for lab in labels:
+            assert abs(g[lab] - e[lab]) < 1e-3, (lab, g[lab], e[lab])

@@ -231,6 +231,31 @@ class CT2Generator:
             result[row // k].append((seq, len(seq) < config.max_new_tokens))
         return result
 
+    def label_logprobs(
+        self, conversations: Sequence[list[dict[str, str]]], labels: Sequence[str]
+    ) -> list[dict[str, float] | None]:
+        """Log-probability of each full label string as the start of the assistant reply
+        (the :class:`~carealign.generate.base.LabelScorer` protocol, for self-judging).
+
+        CTranslate2 scores every (conversation, label) sequence in one batched call; the sum of
+        the label tokens' log-probs is returned, so multi-token labels are handled exactly.
+        """
+        import math
+
+        prefixes = [self.tokenizer(self.render(c), add_special_tokens=False)["input_ids"] for c in conversations]
+        label_ids = [self.tokenizer(lab, add_special_tokens=False)["input_ids"] for lab in labels]
+        seqs = [self.tokenizer.convert_ids_to_tokens(p + ids) for p in prefixes for ids in label_ids]
+        scored = self.model.score_batch(seqs, max_batch_size=self.batch_size) if seqs else []
+        results: list[dict[str, float] | None] = []
+        for c in range(len(prefixes)):
+            scores: dict[str, float] = {}
+            for j, lab in enumerate(labels):
+                logps = scored[c * len(labels) + j].log_probs  # of tokens 2..n, each given those before it
+                total = float(sum(logps[len(logps) - len(label_ids[j]) :]))
+                scores[lab] = total if math.isfinite(total) else -math.inf
+            results.append(scores)
+        return results
+
     def complete_chat(self, conversations: Sequence[list[dict[str, str]]], max_new_tokens: int) -> list[str]:
         """Greedy replies to whole conversations."""
         outs = self.generate_chat(conversations, GenerationConfig(max_new_tokens=max_new_tokens))
