@@ -11,7 +11,7 @@ engine and judge:
 - **safety**: the safety score of each, their difference, and the half-width of the
   reference's 95% bootstrap interval (target: |difference| < half-width).
 
-    python benchmarks/engine_faithfulness.py [--engines ct2:float32,ct2:int8_float32] [--max-new-tokens 128]
+    python benchmarks/engine_faithfulness.py [--engines ct2:float32,ct2:int8_float32] [--max-new-tokens 128] [--out DIR]
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -27,6 +28,7 @@ from carealign.data import load_prompts
 from carealign.evaluate import judge_rows
 from carealign.generate import GenerationConfig
 from carealign.generate.registry import resolve_model_path
+from carealign.io import read_jsonl, write_jsonl_atomic
 from carealign.judge import make_judge
 from carealign.score import SafetyPolicy, compute_metrics
 
@@ -52,6 +54,7 @@ def main() -> None:
     ap.add_argument("--engines", default="ct2:float32,ct2:int8_float32")
     ap.add_argument("--max-new-tokens", type=int, default=128, help="as the alignment run's validation (128)")
     ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--out", default=None, help="keep each engine's responses here and reuse them when run again")
     args = ap.parse_args()
 
     path = resolve_model_path(args.model)
@@ -62,14 +65,27 @@ def main() -> None:
     print(f"{len(records)} prompts (sample/{args.split}), greedy, max_new_tokens {cfg.max_new_tokens}")
 
     responses: dict[str, list[str]] = {}
+    out = Path(args.out) if args.out else None
     for engine in ["hf", *args.engines.split(",")]:
+        saved = out / f"responses-{engine.replace(':', '-')}-{cfg.max_new_tokens}.jsonl" if out else None
+        if saved and saved.exists():
+            rows = {r["prompt_id"]: r["response"] for r in read_jsonl(saved)}
+            if set(rows) == {r.id for r in records}:
+                responses[engine] = [rows[r.id] for r in records]
+                print(f"  {engine:18s} responses reused from {saved}")
+                continue
         gen = load(engine, path, args.batch_size)
         t = time.perf_counter()
         outs = gen.generate([r.prompt for r in records], cfg)
         dt = time.perf_counter() - t
         responses[engine] = [o[0].text for o in outs]
         n = sum(o[0].n_tokens for o in outs)
-        print(f"  {engine:18s} {gen.identity:40s} {n} tokens in {dt:6.1f} s = {n / dt:6.1f} tok/s")
+        print(f"  {engine:18s} {gen.identity:40s} {n} tokens in {dt:6.1f} s = {n / dt:6.1f} tok/s", flush=True)
+        if saved:
+            saved.parent.mkdir(parents=True, exist_ok=True)
+            write_jsonl_atomic(
+                saved, [{"prompt_id": r.id, "response": t} for r, t in zip(records, responses[engine], strict=True)]
+            )
         del gen
 
     judged: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -103,7 +119,7 @@ def main() -> None:
             s_e, s_r = m_e["safety_score"], m_r["safety_score"]
             lo, hi = m_r["safety_score_ci"]
             half = (hi - lo) / 2
-            ok = agree >= 0.95 and abs(s_e - s_r) < half
+            ok = agree >= 0.95 and (abs(s_e - s_r) < half or s_e == s_r)
             print(
                 f"{engine:18s} {jname:10s} {same_text:9.1%} {agree:12.1%} {s_e:16.3f} {s_r:12.3f} "
                 f"{s_e - s_r:+7.3f} {half:10.3f}  {'PASS' if ok else 'FAIL'}"
