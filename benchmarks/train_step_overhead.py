@@ -159,6 +159,9 @@ def plain_trl_config(method: str, s: TrainSection, output_dir: str, precision: s
         warmup_steps=s.warmup_ratio,
         lr_scheduler_type="linear",
         save_strategy="no",
+        save_steps=10**9,
+        save_total_limit=1,
+        save_only_model=False,
         report_to=[],
         seed=SEED,
         use_cpu=True,
@@ -345,7 +348,7 @@ def main() -> None:
 
     datasets.disable_progress_bars()
     transformers.logging.set_verbosity_error()
-    settings = TrainSection(batch_size=4, max_length=256, lora_r=8, max_steps=args.steps)
+    settings = TrainSection(batch_size=4, max_length=256, lora_r=8, max_steps=args.steps, checkpoint_minutes=0)
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     precisions = [p.strip().split("=")[-1] for p in args.precisions.split(",") if p.strip()]
     precisions = list(dict.fromkeys(precisions))  # auto resolves to fp32 or bf16: measured once

@@ -38,6 +38,7 @@ def eval_cmd(
     policy: PolicyOpt = None,
     batch_size: Annotated[int, typer.Option(min=1, help=_help("batch_size"))] = 32,
     dtype: Annotated[str, typer.Option(help=_help("dtype"))] = "auto",
+    engine: Annotated[str, typer.Option(help=_help("engine"))] = "auto",
     device: Annotated[str, typer.Option(help=_help("device"))] = "auto",
     n_resamples: Annotated[int, typer.Option(min=1, help=_help("n_resamples"))] = 1000,
     overwrite: Annotated[bool, typer.Option(help="Replace an evaluation with other settings in --out.")] = False,
