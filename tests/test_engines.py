@@ -248,6 +248,8 @@ def test_ct2_k_samples_seeds_and_progress(ct2_generator):
     assert all(1 <= c.n_tokens <= 8 for x in a for c in x)
     greedy = ct2_generator.generate(PROMPTS[:2], GenerationConfig(max_new_tokens=5, samples=2))
     assert all(len(x) == 2 and x[0] == x[1] for x in greedy)
+    big = GenerationConfig(**{**cfg.__dict__, "seed": 5661085313})  # evaluate derives seeds past 2**32
+    assert len(ct2_generator.generate(PROMPTS[:1], big)[0]) == 3
 
 
 @needs_ct2

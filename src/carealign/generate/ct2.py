@@ -200,7 +200,7 @@ class CT2Generator:
         """
         import ctranslate2
 
-        ctranslate2.set_random_seed(seed)
+        ctranslate2.set_random_seed(seed % 2**32)  # an unsigned 32-bit seed; carealign's seeds may be larger
         return self._load()
 
     def generate_ids(
