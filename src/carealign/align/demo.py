@@ -91,6 +91,7 @@ def run_demo(
             dtype=config.dtype,
             device=config.device,
             batch_size=config.generation.batch_size,
+            engine=config.generation.engine,
         )
         console.rule(f"test split: {name} policy ({model})")
         tests[name] = evaluate(cfg, RunLayout(out).test(name).root, console=console, restart_on_mismatch=True)

@@ -74,7 +74,7 @@ class CycleContext:
         self.layout: CycleLayout = run.layout.cycle(number)
         self.policy_name = run.manifest.current_policy or run.config.policy_model
         self.policy_path = run.current_policy_path()
-        self._generator: HFGenerator | None = None
+        self._generator: Any = None
         self._feedback_loaded = False
         self._feedback: HumanFeedback | None = None
         self._samples: list[dict[str, Any]] | None = None
@@ -88,7 +88,7 @@ class CycleContext:
     def console(self) -> Console:
         return self.run.console
 
-    def generator(self) -> HFGenerator:
+    def generator(self) -> Any:
         """The starting policy's generator (loaded once)."""
         if self._generator is None:
             self._generator = self.run.load_generator(self.policy_path, self.policy_name)
@@ -159,6 +159,7 @@ class CycleContext:
             seed=c.seed + 1000 * self.number,
             policy=c.safety_policy,
             batch_size=g.batch_size,
+            engine=g.engine,
             dtype=c.dtype,
             device=c.device,
             n_resamples=1000,
@@ -265,8 +266,32 @@ class AlignmentRun:
             self._judges[spec] = make_judge(spec, dtype=self.config.dtype, device=self.config.device)
         return self._judges[spec]
 
-    def load_generator(self, path: str, name: str, adapter: Path | None = None) -> HFGenerator:
-        """A generator for a policy, with a LoRA adapter merged in when given (a candidate)."""
+    def load_generator(self, path: str, name: str, adapter: Path | None = None) -> Any:
+        """A generator for a policy, with a LoRA adapter merged in when given (a candidate).
+
+        The engine is ``generation.engine`` (``auto``: the fastest installed one that supports the
+        model). Hugging Face merges a candidate's adapter in memory; another engine needs a full
+        checkpoint, so the adapter is merged into ``cycle_N/METHOD/merged/`` first (and its
+        conversion is cached by content).
+        """
+        from carealign.generate.registry import load_generator, pick_engine
+        from carealign.train import merge_adapter
+
+        engine = pick_engine(self.config.generation.engine, path, self.config.device)
+        if engine != "hf":
+            if adapter is not None:
+                merged = adapter.parent / "merged"
+                if not (merged / "config.json").exists():
+                    merge_adapter(path, adapter, merged)
+                path = str(merged)
+            return load_generator(
+                path,
+                engine=engine,
+                name=name,
+                dtype=self.config.dtype,
+                device=self.config.device,
+                batch_size=self.config.generation.batch_size,
+            )
         gen = HFGenerator.from_pretrained(
             path,
             name=name,

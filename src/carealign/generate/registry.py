@@ -221,6 +221,7 @@ def load_generator(
     spec: str,
     *,
     engine: str = "auto",
+    name: str | None = None,
     dtype: str = "auto",
     device: str = "auto",
     batch_size: int = 32,
@@ -231,7 +232,7 @@ def load_generator(
 
     ``engine``: ``hf`` (``transformers``), an engine of :data:`ENGINES`, or ``auto`` (the
     fastest installed engine that supports the model, else ``hf``; see :func:`pick_engine`).
-    The generator's ``identity`` names the engine that answers. OpenAI-compatible
+    The generator's ``identity`` names the engine that answers (and ``name``, default ``spec``). OpenAI-compatible
     endpoints ignore ``engine``.
     """
     if spec.startswith("openai:"):
@@ -244,7 +245,7 @@ def load_generator(
     if chosen == "ct2":
         from carealign.generate.ct2 import CT2Generator
 
-        return CT2Generator(path, name=spec, dtype=dtype, device=device, batch_size=batch_size)
+        return CT2Generator(path, name=name or spec, dtype=dtype, device=device, batch_size=batch_size)
     from carealign.generate.hf import HFGenerator
 
-    return HFGenerator.from_pretrained(path, name=spec, dtype=dtype, device=device, batch_size=batch_size)
+    return HFGenerator.from_pretrained(path, name=name or spec, dtype=dtype, device=device, batch_size=batch_size)
