@@ -19,7 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from carealign.errors import ModelError
-from carealign.generate.registry import cache_dir
+from carealign.generate.cache import cache_dir
 
 #: Files that say nothing about the model's outputs and are left out of its hash.
 _IGNORED = frozenset({"README.md", "manifest.json", "training_args.bin", "log.jsonl", ".gitattributes"})

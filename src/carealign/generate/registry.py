@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from carealign.errors import ModelError
+from carealign.generate.cache import cache_dir
 from carealign.rundir import promoted_policy
 
 
@@ -45,11 +46,6 @@ REGISTERED_MODELS: dict[str, RegisteredModel] = {
 }
 
 DEFAULT_MODEL = "smollm2-135m"
-
-
-def cache_dir() -> Path:
-    """Where converted models live: ``$CAREALIGN_CACHE`` or ``~/.cache/carealign``."""
-    return Path(os.environ.get("CAREALIGN_CACHE", Path.home() / ".cache" / "carealign"))
 
 
 def registered_model_dir(name: str) -> Path:
