@@ -99,7 +99,8 @@ def gateway_stats(db: Session, *, since: str | datetime | None = None, group: st
         p = policies.setdefault(
             row.policy, {"policy": row.policy, "first": row.created_at, "last": row.created_at, "n": 0}
         )
-        p["last"] = row.created_at
+        p["first"] = min(p["first"], row.created_at)
+        p["last"] = max(p["last"], row.created_at)
         p["n"] += 1
         latency.append(row.latency_ms)
         overhead.append(max(0.0, row.latency_ms - row.generation_ms))
