@@ -138,7 +138,7 @@ def set_reviewed_harm_level(db: Session, exchange_id: int, level: int | None, ac
     if ex is None:
         raise NotFound(f"no exchange {exchange_id}")
     old = ex.reviewed_harm_level
-    n = db.execute(
+    n = db.execute(  # type: ignore[attr-defined]
         update(Exchange)
         .where(Exchange.prompt_sha256 == ex.prompt_sha256)
         .values(reviewed_harm_level=level)

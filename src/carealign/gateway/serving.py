@@ -73,13 +73,13 @@ class ServedPolicy:
 
     def __init__(self, spec: str, *, dtype: str = "auto", device: str = "auto", generator: Any | None = None) -> None:
         self.spec = spec
-        self._load_kwargs = {"dtype": dtype, "device": device}
+        self._dtype, self._device = dtype, device
         self._reload_lock = threading.Lock()
         target, fingerprint = resolve_target(spec) if generator is None else (spec, model_fingerprint(spec))
         self._current = self._load(target, fingerprint, generator)
 
     def _load(self, target: str, fingerprint: str | None, generator: Any | None = None) -> Loaded:
-        gen = generator if generator is not None else load_generator(target, **self._load_kwargs)
+        gen = generator if generator is not None else load_generator(target, dtype=self._dtype, device=self._device)
         from carealign.generate.openai_api import OpenAIGenerator
 
         lock: AbstractContextManager[Any] = nullcontext() if isinstance(gen, OpenAIGenerator) else threading.Lock()

@@ -132,6 +132,7 @@ def stats_plots(s: GatewayStats) -> dict[str, str]:
     import matplotlib
 
     matplotlib.use("Agg")
+    import matplotlib.dates as mdates
     import matplotlib.pyplot as plt
 
     plots: dict[str, str] = {}
@@ -167,7 +168,7 @@ def stats_plots(s: GatewayStats) -> dict[str, str]:
     for i, p in enumerate(s.policies):
         first, last = datetime.fromisoformat(p["first"]), datetime.fromisoformat(p["last"])
         width = max((last - first).total_seconds() / 86400, 0.01)
-        ax.barh(i, width, left=matplotlib.dates.date2num(first), height=0.5, color="#3b6ea5")
+        ax.barh(i, width, left=mdates.date2num(first), height=0.5, color="#3b6ea5")
     ax.set_yticks(range(len(s.policies)), [_short(p["policy"]) for p in s.policies], fontsize=8)
     ax.xaxis_date()
     ax.set_title("Serving policy over time")

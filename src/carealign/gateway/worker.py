@@ -36,7 +36,7 @@ def release_stale_claims(sessions: Callable[[], Session], worker_ids: set[str] |
         q = update(JudgeTask).where(JudgeTask.claimed_by.is_not(None))
         if worker_ids:
             q = q.where(JudgeTask.claimed_by.not_in(worker_ids))
-        n = db.execute(q.values(claimed_by=None, claimed_until=None)).rowcount
+        n = db.execute(q.values(claimed_by=None, claimed_until=None)).rowcount  # type: ignore[attr-defined]
         db.commit()
     return int(n or 0)
 
@@ -149,7 +149,7 @@ class JudgingWorker:
             return 0
         cutoff = utcnow() - self.retention
         with self.sessions() as db:
-            n = db.execute(delete(Exchange).where(Exchange.created_at < cutoff)).rowcount
+            n = db.execute(delete(Exchange).where(Exchange.created_at < cutoff)).rowcount  # type: ignore[attr-defined]
             db.commit()
         return int(n or 0)
 
