@@ -159,6 +159,7 @@ def gateway_phase(
         out["missing"] = [i for i in out["ids"] if i not in rows]
         out["backend_ms"] = [rows[i].generation_ms for i in out["ids"] if i in rows]
         out["own_ms"] = [out["by_id"][i] - rows[i].generation_ms for i in out["ids"] if i in rows]
+        out["server_ms"] = [rows[i].latency_ms - rows[i].generation_ms for i in out["ids"] if i in rows]
         out["guarded"] = sum(1 for i in out["ids"] if i in rows and rows[i].guard_action != "none")
         drain_start = time.perf_counter()
         while time.perf_counter() - drain_start < 300:
@@ -190,6 +191,9 @@ def main() -> None:
     ap.add_argument("--modes", default="monitor,guard")
     ap.add_argument("--judge", default="rules")
     ap.add_argument("--out", type=Path, default=None, help="Also write the figures as JSON.")
+    ap.add_argument(
+        "--direct-again", action="store_true", help="Run the direct phase again at the end; compare with both."
+    )
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -203,10 +207,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="gateway-load-") as tmp:
         for mode in [m.strip() for m in args.modes.split(",") if m.strip()]:
             results[mode] = gateway_phase(args.model, mode, work, args.clients, args.max_tokens, args.judge, Path(tmp))
-    base = results["direct"]["latencies"]
+    if args.direct_again:  # the baseline once more, to see how far the machine drifted during the run
+        results["direct2"] = direct_phase(args.model, work, args.clients, args.max_tokens)
+    base = results["direct"]["latencies"] + results.get("direct2", {}).get("latencies", [])
     summary: dict[str, Any] = {"cpu": cpu_name(), "args": {k: str(v) for k, v in vars(args).items()}}
     header = f"{'phase':<8} {'ok':>4} {'err':>4} {'req/s':>6} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}"
-    header += f" {'d p50':>7} {'d p99':>7} {'own p50':>8} {'own p99':>8} {'lost':>5} {'judged':>7}"
+    header += f" {'d p50':>7} {'d p99':>7} {'own p50':>8} {'own p99':>8} {'srv p50':>8} {'srv p99':>8}"
+    header += f" {'lost':>5} {'judged':>7}"
     print(header)
     for name, r in results.items():
         lat = r["latencies"]
@@ -222,12 +229,14 @@ def main() -> None:
             f"{name:<8} {row['ok']:>4} {row['errors']:>4} {row['requests_per_s']:>6.2f} {row['p50_ms']:>8.0f} "
             f"{row['p99_ms']:>8.0f} {row['max_ms']:>8.0f}"
         )
-        if name != "direct":
+        if not name.startswith("direct"):
             row.update(
                 overhead_p50_ms=row["p50_ms"] - percentile(base, 0.5),
                 overhead_p99_ms=row["p99_ms"] - percentile(base, 0.99),
                 own_p50_ms=percentile(r["own_ms"], 0.5),
                 own_p99_ms=percentile(r["own_ms"], 0.99),
+                server_p50_ms=percentile(r["server_ms"], 0.5),
+                server_p99_ms=percentile(r["server_ms"], 0.99),
                 lost=len(r["missing"]),
                 logged=r["logged"],
                 judged=r["judged"],
@@ -237,17 +246,19 @@ def main() -> None:
             )
             line += (
                 f" {row['overhead_p50_ms']:>7.0f} {row['overhead_p99_ms']:>7.0f} {row['own_p50_ms']:>8.1f} "
-                f"{row['own_p99_ms']:>8.1f} {row['lost']:>5} {row['judged']:>4}/{row['logged']}"
+                f"{row['own_p99_ms']:>8.1f} {row['server_p50_ms']:>8.1f} {row['server_p99_ms']:>8.1f} "
+                f"{row['lost']:>5} {row['judged']:>4}/{row['logged']}"
             )
         print(line)
         if r["errors"]:
             print(f"  first errors: {r['errors'][:3]}")
         summary[name] = row
     print(
-        "d p50/d p99: gateway minus direct at that percentile (both include queueing for the one model); "
-        "own: the gateway's own time per request (client latency less time waiting for and running the model, "
-        "from the log); lost: returned responses missing from the log; judged: judged/logged once the queue drained "
-        "(includes one warm-up request)."
+        "d p50/d p99: gateway minus direct at that percentile (both include queueing for the one model; direct "
+        "pools both direct runs when there are two); own: the gateway's own time per request (client latency less "
+        "time waiting for and running the model, from the log); srv: the part of it inside the server before the "
+        "commit (auth, parsing, guard judging, prompt token count); lost: returned responses missing from the log; "
+        "judged: judged/logged once the queue drained (includes one warm-up request)."
     )
     if args.out:
         args.out.write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")

@@ -194,3 +194,18 @@ def test_harmful_exchange_lands_first_in_the_review_queue(monitor_gateway: Runni
         admin = db.merge(admin)
         first = db.scalars(queue_query(admin, [item.group_id], "review").limit(1)).first()
         assert first is not None and first.id == item.id  # live traffic before imported runs
+
+
+def test_oversized_chunked_body_is_cut_off(monitor_gateway: RunningGateway) -> None:
+    def chunks():  # type: ignore[no-untyped-def]
+        yield b'{"model": "carealign", "messages": [{"role": "user", "content": "'
+        for _ in range(100):
+            yield b"x" * 1000  # no Content-Length: the limit is counted as the body arrives
+        yield b'"}]}'
+
+    r = httpx.post(
+        monitor_gateway.url + "/chat/completions",
+        content=chunks(),
+        headers={"Authorization": f"Bearer {monitor_gateway.key('default')}", "Content-Type": "application/json"},
+    )
+    assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"

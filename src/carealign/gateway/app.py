@@ -1,7 +1,7 @@
 """The gateway's FastAPI app: ``POST /v1/chat/completions``, ``GET /v1/models`` and ``POST /admin/reload``.
 
-Order of checks on a completion request: body size (413, before the body is read), API key (401),
-rate limit (429), body (400 with OpenAI's error shape), model name (404); then the policy answers,
+Order of checks on a completion request: body size (413, before the body is read whole), API key
+(401), rate limit (429), body (400 with OpenAI's error shape), model name (404); then the policy answers,
 guard mode judges and may replace the answer, the exchange is committed, and only then does the
 response (plain or streamed) leave.
 """
@@ -311,10 +311,15 @@ def create_app(settings: GatewaySettings | Gateway, **gateway_kwargs: Any) -> Fa
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Any:
         started = time.perf_counter()
-        key = await run_in_threadpool(gw.authorise, request.headers.get("authorization"))
-        gw.throttle(key)
-        req = gw.parse(await request.body())
-        answer = await run_in_threadpool(gw.complete, key, req, started)
+        raw = await request.body()
+
+        def handle() -> tuple[ChatRequest, Answer]:  # one hop to a worker thread per request
+            key = gw.authorise(request.headers.get("authorization"))
+            gw.throttle(key)
+            req = gw.parse(raw)
+            return req, gw.complete(key, req, started)
+
+        req, answer = await run_in_threadpool(handle)
         name = gw.settings.served_name
         if not req.stream:
             return JSONResponse(
