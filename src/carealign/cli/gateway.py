@@ -71,6 +71,9 @@ def serve_cmd(
     dtype: Annotated[str, typer.Option(help="auto, bf16 or fp32.")] = "auto",
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     lease_seconds: Annotated[float, typer.Option(min=1, help="Judging claim lease (seconds).")] = 120.0,
+    worker: Annotated[
+        bool, typer.Option(help="Judge in this process; --no-worker leaves it to `carealign gateway work --follow`.")
+    ] = True,
 ) -> None:
     """Serve POST /v1/chat/completions and GET /v1/models. SIGHUP (or POST /admin/reload with an admin
     key) picks up a newly promoted policy of a run directory without a restart."""
@@ -107,6 +110,7 @@ def serve_cmd(
             dtype=dtype,
             device=device,
             lease_seconds=lease_seconds,
+            worker=worker,
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
@@ -131,17 +135,34 @@ def work_cmd(
     judge: Annotated[str, typer.Option(help="Judge spec.")] = "rules",
     group: Annotated[str, typer.Option(help="Review group for flagged exchanges without one.")] = "clinicians",
     policy: Annotated[Path | None, typer.Option(help="Safety policy YAML for scores.")] = None,
+    follow: Annotated[bool, typer.Option(help="Keep judging new exchanges until interrupted.")] = False,
+    retention_days: Annotated[float | None, typer.Option(min=0.001, help="Delete exchanges older than this.")] = None,
 ) -> None:
-    """Judge every exchange still waiting in the queue (e.g. after a crash, without serving), then exit."""
+    """Judge the exchanges waiting in the queue, then exit (e.g. after a crash, without serving); with
+    --follow, keep judging in a process of its own next to `gateway serve --no-worker`."""
+    import time
+
     from carealign.gateway.assess import Assessor
     from carealign.gateway.worker import JudgingWorker, release_stale_claims
 
     engine, sessions = _open(db)
     release_stale_claims(sessions)
-    worker = JudgingWorker(sessions, Assessor(judge, safety_policy=str(policy) if policy else None), group=group)
-    n = worker.drain()
-    engine.dispose()
-    console.print(f"judged {n} exchanges, {worker.routed} sent to review")
+    assessor = Assessor(judge, safety_policy=str(policy) if policy else None)
+    worker = JudgingWorker(sessions, assessor, group=group, retention_days=retention_days)
+    if not follow:
+        n = worker.drain()
+        engine.dispose()
+        console.print(f"judged {n} exchanges, {worker.routed} sent to review")
+        return
+    console.print(f"judging the exchanges of {db} as they arrive (Ctrl-C stops)")
+    worker.start()
+    try:
+        while True:
+            time.sleep(1.0)
+    finally:
+        worker.stop()
+        engine.dispose()
+        console.print(f"judged {worker.judged} exchanges, {worker.routed} sent to review")
 
 
 @keys_app.command("add")

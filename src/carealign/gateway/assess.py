@@ -8,8 +8,8 @@ safety policy (:mod:`carealign.score`).
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,16 +66,20 @@ class Assessor:
         self.estimator = estimator if estimator is not None else HarmEstimator.load()
         self.route_rule = route or RouteRule()
         self.policy = load_policy(safety_policy)
-        self._lock = threading.Lock()
+        # the estimator and judge run on one thread of their own (their thread pools are not rebuilt for every
+        # calling thread, and guard-mode requests are assessed in arrival order)
+        self._runner = ThreadPoolExecutor(1, thread_name_prefix="assess")
+
+    def _predict(self, pairs: Sequence[tuple[str, str]]) -> tuple[list[tuple[int, float, list[float]]], list[Any]]:
+        levels = self.estimator.predict([p for p, _ in pairs])
+        items = [JudgeItem(p, r, lv) for (p, r), (lv, _, _) in zip(pairs, levels, strict=True)]
+        return levels, self.judge.judge(items)
 
     def assess(self, pairs: Sequence[tuple[str, str]]) -> list[Assessment]:
         """One assessment per (prompt, response), in order."""
         if not pairs:
             return []
-        with self._lock:
-            levels = self.estimator.predict([p for p, _ in pairs])
-            items = [JudgeItem(p, r, lv) for (p, r), (lv, _, _) in zip(pairs, levels, strict=True)]
-            judgements = self.judge.judge(items)
+        levels, judgements = self._runner.submit(self._predict, pairs).result()
         out = []
         rule = self.route_rule
         for (level, hconf, _), j in zip(levels, judgements, strict=True):

@@ -11,15 +11,17 @@ model and a fingerprint of its files.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
-from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from carealign.generate import GenerationConfig, load_generator, resolve_model_path
 from carealign.generate.base import Completion
 from carealign.generate.registry import model_fingerprint
+
+T = TypeVar("T")
 
 
 def _is_run_dir(spec: str) -> bool:
@@ -38,12 +40,17 @@ def resolve_target(spec: str) -> tuple[str, str | None]:
 
 @dataclass
 class Loaded:
-    """One loaded policy: its generator, identity and a lock for backends that run one request at a time."""
+    """One loaded policy: its generator, what it was loaded from, and how requests reach it.
+
+    A backend in this process (``transformers``) runs one request at a time on one dedicated thread,
+    fed in arrival order: no request waits behind later ones, and the model's thread pools are not
+    rebuilt for every calling thread. A remote backend (``openai:``) takes requests concurrently.
+    """
 
     generator: Any
     target: str
     fingerprint: str | None
-    lock: AbstractContextManager[Any] = field(default_factory=nullcontext)
+    runner: ThreadPoolExecutor | None = None
 
     @property
     def identity(self) -> str:
@@ -51,13 +58,12 @@ class Loaded:
         ident = str(self.generator.identity)
         return f"{ident}#{self.fingerprint}" if self.fingerprint else ident
 
-    def generate(self, conversation: list[dict[str, str]], config: GenerationConfig) -> Completion:
-        with self.lock:
-            return self.generator.generate_chat([conversation], config)[0][0]
+    def _run(self, fn: Callable[[], T]) -> T:
+        return fn() if self.runner is None else self.runner.submit(fn).result()
 
-    def generate_many(self, conversations: Sequence[list[dict[str, str]]], config: GenerationConfig) -> list[str]:
-        with self.lock:
-            return [c[0].text for c in self.generator.generate_chat(list(conversations), config)]
+    def generate(self, conversation: list[dict[str, str]], config: GenerationConfig) -> Completion:
+        """One completion of one conversation."""
+        return self._run(lambda: self.generator.generate_chat([conversation], config)[0][0])
 
     def count_tokens(self, conversation: list[dict[str, str]]) -> int | None:
         """Prompt tokens of a conversation where the backend has a tokenizer, else None."""
@@ -82,8 +88,8 @@ class ServedPolicy:
         gen = generator if generator is not None else load_generator(target, dtype=self._dtype, device=self._device)
         from carealign.generate.openai_api import OpenAIGenerator
 
-        lock: AbstractContextManager[Any] = nullcontext() if isinstance(gen, OpenAIGenerator) else threading.Lock()
-        return Loaded(gen, target, fingerprint, lock)
+        runner = None if isinstance(gen, OpenAIGenerator) else ThreadPoolExecutor(1, thread_name_prefix="policy")
+        return Loaded(gen, target, fingerprint, runner)
 
     @property
     def current(self) -> Loaded:
