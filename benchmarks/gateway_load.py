@@ -203,10 +203,21 @@ def main() -> None:
         f"max_tokens {args.max_tokens}, greedy; judge {args.judge}",
         flush=True,
     )
+
+    def brief(name: str, r: dict[str, Any]) -> None:  # each phase as it ends, in case a later one is cut short
+        lat = r["latencies"]
+        print(
+            f"  {name} done: {len(lat)} ok, {len(r['errors'])} errors, {len(lat) / r['wall_s']:.2f} req/s, "
+            f"p50 {percentile(lat, 0.5):.0f} ms, p99 {percentile(lat, 0.99):.0f} ms",
+            flush=True,
+        )
+
     results: dict[str, dict[str, Any]] = {"direct": direct_phase(args.model, work, args.clients, args.max_tokens)}
+    brief("direct", results["direct"])
     with tempfile.TemporaryDirectory(prefix="gateway-load-") as tmp:
         for mode in [m.strip() for m in args.modes.split(",") if m.strip()]:
             results[mode] = gateway_phase(args.model, mode, work, args.clients, args.max_tokens, args.judge, Path(tmp))
+            brief(mode, results[mode])
     if args.direct_again:  # the baseline once more, to see how far the machine drifted during the run
         results["direct2"] = direct_phase(args.model, work, args.clients, args.max_tokens)
     base = results["direct"]["latencies"] + results.get("direct2", {}).get("latencies", [])
