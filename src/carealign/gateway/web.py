@@ -13,8 +13,8 @@ from carealign.gateway.export import set_reviewed_harm_level
 from carealign.gateway.models import Exchange
 from carealign.gateway.stats import gateway_stats, stats_plots
 from carealign.review.audit import Actor
-from carealign.review.web.app import render
 from carealign.review.web.deps import AdminAuth, Db, check_csrf
+from carealign.review.web.templating import render
 
 router = APIRouter(prefix="/admin/gateway")
 #: Flagged exchanges listed on the page.

@@ -330,8 +330,3 @@ class LoginAttempt(Base):
     #: The password has been checked (``ok`` is final); an unchecked attempt counts as a failure
     #: for its user name and address, so that simultaneous attempts cannot slip under the limit.
     checked: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
-
-
-# The gateway's tables (API keys, exchange log, judging queue) share this base and database; importing
-# them here keeps Base.metadata, the migrations and every engine in agreement.
-from carealign.gateway import models as _gateway_models  # noqa: E402, F401
