@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -15,10 +14,11 @@ from .conftest import BENIGN, ask, start_gateway
 
 
 def _manifest(run: Path, current: str | None) -> None:
-    data: dict[str, Any] = {"kind": "align", "config": {"policy_model": str(run / "base")}}
-    if current:
-        data["current_policy"] = current
-    (run / "manifest.json").write_text(json.dumps(data), encoding="utf-8")
+    """An alignment run's manifest as the run writes it: the base policy, and the promoted one if any."""
+    from carealign.rundir import AlignManifest
+
+    m = AlignManifest(config={"policy_model": str(run / "base")}, base_policy=str(run / "base"), current_policy=current)
+    m.save(run / "manifest.json")
 
 
 def test_promotion_is_picked_up_by_the_admin_call(tmp_path: Path, tiny_model_dir: Path, tiny_generator: Any) -> None:
