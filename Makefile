@@ -37,6 +37,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/train_step_overhead.py
 	$(BIN)/python benchmarks/review_load.py
 	$(BIN)/python benchmarks/judge_throughput.py
+	$(BIN)/python benchmarks/gateway_load.py
 
 # Rebuild the shipped classifier judge and harm-level estimator (needs ../shared/data for the judge).
 JUDGE_DATA := datasets/judge

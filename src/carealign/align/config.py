@@ -24,12 +24,27 @@ class _Section(BaseModel):
 
 
 class PromptSet(_Section):
-    """A prompt source and split (as ``carealign eval --prompts/--split``)."""
+    """A prompt source and split (as ``carealign eval --prompts/--split``).
 
-    source: str = Field(default="sample", description="sample, cares, cares:PATH or a file path.")
+    ``{source: gateway, db: URL, since: DATE, group: G}`` takes a gateway's logged prompts; it is read
+    as the source ``gateway:URL#since=DATE&group=G`` (:mod:`carealign.data.gateway`).
+    """
+
+    source: str = Field(default="sample", description="sample, cares, cares:PATH, gateway:DB or a file path.")
     split: str | None = Field(default=None, description="Split of the source.")
     limit: int | None = Field(default=None, ge=1, description="Use only N prompts (the first N, or see subset_seed).")
     subset_seed: int | None = Field(default=None, description="With limit: a random subset drawn with this seed.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _gateway_source(cls, data: object) -> object:
+        if isinstance(data, dict) and data.get("source") == "gateway":
+            from carealign.data.gateway import gateway_source_spec
+
+            data = dict(data)
+            extra = {k: data.pop(k, None) for k in ("db", "since", "group")}
+            data["source"] = gateway_source_spec(extra["db"] or "", extra["since"], extra["group"])
+        return data
 
 
 class GenerationSection(_Section):

@@ -1,5 +1,5 @@
 """Every command group of ``carealign``, registered by importing its module (one module per group)."""
 
-from carealign.cli import alignment, data, evaluation, judging, review
+from carealign.cli import alignment, data, evaluation, gateway, judging, review
 
-__all__ = ["alignment", "data", "evaluation", "judging", "review"]
+__all__ = ["alignment", "data", "evaluation", "gateway", "judging", "review"]

@@ -58,7 +58,8 @@ def load_prompts(
     Args:
         source: ``"sample"`` (bundled), ``"medsafetybench"``/``"medquad"`` (bundled public sets, see
             :mod:`carealign.data.public`), ``"cares"`` (CARES-18K from the hub, online only),
-            ``"cares:PATH"`` (a local CARES copy), or a ``.jsonl``/``.json``/``.csv``/``.parquet`` file.
+            ``"cares:PATH"`` (a local CARES copy), ``"gateway:DB[#since=DATE&group=G]"`` (a gateway's logged
+            prompts, :mod:`carealign.data.gateway`), or a ``.jsonl``/``.json``/``.csv``/``.parquet`` file.
         split: the split to keep. Sample: train/validation/test (default test). Public sets and
             CARES: train/test (default test).
             Files: rows whose ``split`` column matches, if any.
@@ -75,6 +76,10 @@ def load_prompts(
         records = load_cares(split=split or "test")
     elif name.startswith("cares:"):
         records = load_cares(name.removeprefix("cares:"), split=split)
+    elif name.startswith("gateway:"):
+        from carealign.data.gateway import load_gateway_prompts
+
+        records = load_gateway_prompts(name)
     else:
         path = Path(name)
         if not path.exists():

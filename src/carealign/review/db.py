@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
 
 from carealign.errors import ConfigError
+from carealign.gateway import models as _gateway_models  # noqa: F401  (the gateway's tables share this database)
 
 #: Seconds a SQLite writer waits for the lock before giving up.
 SQLITE_BUSY_TIMEOUT_S = 30

@@ -11,6 +11,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
+from carealign.gateway import models as _gateway_models  # noqa: F401  (the gateway's tables, migration 0003)
 from carealign.review.models import Base
 
 config = context.config

@@ -139,6 +139,10 @@ def create_app(settings: ReviewSettings | str) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(api.router)
 
+    from carealign.gateway import web as gateway_web  # the gateway's traffic page (admins)
+
+    app.include_router(gateway_web.router)
+
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:
         with engine.connect() as conn:
