@@ -55,6 +55,7 @@ harm-estimator: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks datasets scripts
 	$(BIN)/ruff format --check src tests benchmarks datasets scripts
+	$(BIN)/mypy src/carealign
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -79,6 +79,10 @@ class DemoPromptSet(BaseModel):
         return value
 
 
+DemoSource = Literal["reminder", "human", "public"]
+DEMO_SOURCES: tuple[DemoSource, ...] = ("reminder", "human", "public")
+
+
 class SFTSection(LoRASection):
     """The demonstration stage: supervised fine-tuning (TRL ``SFTTrainer``, LoRA) on good responses,
     before DPO and KTO; the candidates of the cycle are trained on top of its result.
@@ -91,8 +95,8 @@ class SFTSection(LoRASection):
 
     enabled: bool = Field(default=False, description="Run the demonstration stage.")
     cycles: list[int] | None = Field(default=None, description="Cycles that run it (null = every cycle).")
-    sources: list[Literal["reminder", "human", "public"]] = Field(
-        default_factory=lambda: ["reminder", "human", "public"], description="Where demonstrations come from."
+    sources: list[DemoSource] = Field(
+        default_factory=lambda: list(DEMO_SOURCES), description="Where demonstrations come from."
     )
     public_prompts: list[DemoPromptSet] = Field(
         default_factory=lambda: [
