@@ -20,9 +20,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
 
-from carealign.judge.accuracy import judge_accuracy
 from carealign.judge.labelled import read_labelled
 from carealign.judge.registry import make_judge
+from carealign.judge_eval.accuracy import judge_accuracy
 
 ROOT = Path(__file__).resolve().parents[1]
 FILES = ["heldout.jsonl", "smollm2_heldout.jsonl"]

@@ -14,7 +14,7 @@ from carealign.align import AlignmentRun, config_from_dict
 from carealign.cli import app
 from carealign.cli import judging as _judging  # noqa: F401
 from carealign.judge import register_judge, unregister_judge
-from carealign.judge.ablate import ablate_validators
+from carealign.judge_eval.ablate import ablate_validators
 
 
 @pytest.fixture(scope="module")

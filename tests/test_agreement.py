@@ -15,7 +15,7 @@ from carealign.domain import Verdict
 from carealign.errors import DataError, JudgeError
 from carealign.io import read_jsonl
 from carealign.judge import Judgement, register_judge, unregister_judge
-from carealign.judge.agreement import (
+from carealign.judge_eval.agreement import (
     accuracy,
     agreement_report,
     bootstrap_kappa_ci,
@@ -33,7 +33,7 @@ from carealign.judge.agreement import (
     reliability_table,
     strictness,
 )
-from carealign.judge.compare import judge_columns, sanitize_name, split_judge_specs
+from carealign.judge_eval.compare import judge_columns, sanitize_name, split_judge_specs
 
 runner = CliRunner()
 A, C, R, U = "Accept", "Caution", "Refuse", "Unscored"

@@ -499,7 +499,7 @@ class AlignmentRun:
         """
         import random
 
-        from carealign.judge.agreement import cohen_kappa, raw_agreement
+        from carealign.judge_eval.agreement import cohen_kappa, raw_agreement
 
         gate = self.config.gate
         assert gate.reference is not None

@@ -242,7 +242,7 @@ def judge_agree_cmd(
 
     Writes OUT/judged.jsonl, OUT/agreement.json and OUT/agreement.html.
     """
-    from carealign.judge.compare import run_agreement, split_judge_specs
+    from carealign.judge_eval.compare import run_agreement, split_judge_specs
 
     result = run_agreement(
         input,

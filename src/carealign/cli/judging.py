@@ -48,8 +48,8 @@ def _step_logger() -> Any:
 
 
 def _print_heldout(judge: Any, heldout: list[Path]) -> None:
-    from carealign.judge.accuracy import judge_accuracy
     from carealign.judge.labelled import read_labelled
+    from carealign.judge_eval.accuracy import judge_accuracy
 
     for path in heldout:
         res = judge_accuracy(judge, read_labelled(path), source=str(path))
@@ -193,8 +193,8 @@ def judge_distill_cmd(
     from carealign.classify import TrainSettings
     from carealign.generate.registry import load_generator
     from carealign.io import read_jsonl
-    from carealign.judge.distill import distill_judge
     from carealign.judge.registry import check_judge_spec, make_judge
+    from carealign.judge_eval.distill import distill_judge
 
     if kind not in ("encoder", "features"):
         raise ConfigError(f"--kind {kind!r}; expected encoder or features")
@@ -255,7 +255,7 @@ def judge_ablate_cmd(
 ) -> None:
     """Re-run each cycle's selection with each validator on the stored candidates: where does the promotion change?"""
     from carealign.io import write_json_atomic
-    from carealign.judge.ablate import ablate_validators
+    from carealign.judge_eval.ablate import ablate_validators
 
     sep = ";" if ";" in validators else ","
     specs = [v.strip() for v in validators.split(sep) if v.strip()]

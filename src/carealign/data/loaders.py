@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from carealign.data.public import PUBLIC_SOURCES, load_public
 from carealign.data.records import PromptRecord
 from carealign.domain import METHODS, principle_from_index
 from carealign.errors import DataError
@@ -55,10 +56,12 @@ def load_prompts(
     """Load prompts by name (``sample``, ``cares``) or from a file path.
 
     Args:
-        source: ``"sample"`` (bundled), ``"cares"`` (CARES-18K from the hub, online only),
+        source: ``"sample"`` (bundled), ``"medsafetybench"``/``"medquad"`` (bundled public sets, see
+            :mod:`carealign.data.public`), ``"cares"`` (CARES-18K from the hub, online only),
             ``"cares:PATH"`` (a local CARES copy), or a ``.jsonl``/``.json``/``.csv``/``.parquet`` file.
-        split: the split to keep. Sample: train/validation/test (default test).
-            CARES: train/test (default test). Files: rows whose ``split`` column matches, if any.
+        split: the split to keep. Sample: train/validation/test (default test). Public sets and
+            CARES: train/test (default test).
+            Files: rows whose ``split`` column matches, if any.
         limit: keep at most this many prompts: the first ones, or a random subset when ``subset_seed`` is set.
         subset_seed: draw the ``limit`` prompts at random with this seed (original order kept), so a
             subset covers every principle and harm level rather than the first ones in the file.
@@ -66,6 +69,8 @@ def load_prompts(
     name = str(source)
     if name == "sample":
         records = load_sample(split or "test")
+    elif name in PUBLIC_SOURCES:
+        records = load_public(name, split or "test")
     elif name == "cares":
         records = load_cares(split=split or "test")
     elif name.startswith("cares:"):
@@ -74,7 +79,8 @@ def load_prompts(
         path = Path(name)
         if not path.exists():
             raise DataError(
-                "no such file; --prompts takes 'sample', 'cares', 'cares:PATH' or a .jsonl/.csv/.parquet file",
+                "no such file; --prompts takes 'sample', 'medsafetybench', 'medquad', 'cares', 'cares:PATH' "
+                "or a .jsonl/.csv/.parquet file",
                 path=path,
             )
         if _looks_like_cares(path):

@@ -26,6 +26,11 @@ class PromptRecord(BaseModel):
     )
     source: str = Field(default="file", description="Where the prompt came from.")
     split: str | None = Field(default=None, description="train, validation or test, if known.")
+    reference_response: str | None = Field(
+        default=None,
+        description="A written good response to the prompt (a public set's safe response or answer), "
+        "used by the demonstration stage.",
+    )
 
     @field_validator("prompt")
     @classmethod

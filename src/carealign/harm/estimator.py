@@ -139,7 +139,7 @@ def evaluate_estimator(estimator: HarmEstimator, prompts: Sequence[str], levels:
     ``harmful_as_harmless`` is the share of level 2-3 prompts estimated as level 0;
     ``harmless_as_harmful`` the share of level-0 prompts estimated as 2-3.
     """
-    from carealign.judge.agreement import confusion_matrix, macro_f1, per_class_recall
+    from carealign.judge_eval.agreement import confusion_matrix, macro_f1, per_class_recall
 
     preds = [p[0] for p in estimator.predict(prompts)]
     truth = [str(int(x)) for x in levels]

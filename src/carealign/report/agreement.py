@@ -1,6 +1,6 @@
 """The HTML page of a judge comparison (``carealign judge agree``): one self-contained file.
 
-It renders the dict of :func:`carealign.judge.agreement.agreement_report` only: tables of verdict
+It renders the dict of :func:`carealign.judge_eval.agreement.agreement_report` only: tables of verdict
 counts, pairwise agreement and Cohen's kappa, bias by harm level, and, where human labels exist,
 accuracy and calibration; plots (confusion-matrix and kappa heatmaps, stacked verdict shares by
 harm level, a reliability diagram) are embedded as base64 PNG, the CSS inline.

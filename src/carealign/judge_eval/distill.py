@@ -5,6 +5,8 @@ sample of every cycle on a CPU; the fine-tuned classifier is fast. :func:`distil
 teacher label unlabelled (prompt, response) rows, takes human labels instead where a row has them,
 holds out a slice *by prompt*, trains a classifier judge on the rest and reports how often the
 student agrees with its teacher on the held-out slice. ``carealign judge distill`` runs it.
+
+It lives here, above :mod:`carealign.judge`, because it measures the student against its teacher.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from carealign.errors import DataError
 from carealign.io import write_json_atomic, write_jsonl_atomic
 from carealign.judge.base import Judge, JudgeItem
 from carealign.judge.classifier import LABELS, ClassifierJudge, train_classifier_judge
+from carealign.judge_eval.agreement import cohen_kappa, confusion_matrix, per_class_recall
 
 REPORT_FILE = "distill.json"
 LABELS_FILE = "distill_labels.jsonl"
@@ -84,8 +87,6 @@ def teacher_labels(
 
 
 def _agreement(student: ClassifierJudge, rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    from carealign.judge.agreement import cohen_kappa, confusion_matrix, per_class_recall
-
     if not rows:
         return {"rows": 0, "agreement": None, "kappa": None}
     got = student.judge([JudgeItem(r["prompt"], r["response"], r.get("harm_level")) for r in rows])

@@ -9,7 +9,7 @@ where the rows have it.
 
 :func:`run_agreement` writes ``OUT/judged.jsonl`` (the input rows plus ``verdict_<judge>`` and
 ``confidence_<judge>`` per judge, and ``needs_review_<judge>``/``votes_<judge>`` for panels),
-``OUT/agreement.json`` (:func:`carealign.judge.agreement.agreement_report`) and
+``OUT/agreement.json`` (:func:`carealign.judge_eval.agreement.agreement_report`) and
 ``OUT/agreement.html``, each atomically.
 """
 
@@ -25,7 +25,8 @@ from rich.console import Console
 
 from carealign.errors import DataError, JudgeError
 from carealign.io import read_jsonl, write_json_atomic, write_jsonl_atomic
-from carealign.judge.agreement import (
+from carealign.judge.registry import check_judge_spec, make_judge
+from carealign.judge_eval.agreement import (
     HUMAN,
     agreement_report,
     confidence_column,
@@ -34,7 +35,6 @@ from carealign.judge.agreement import (
     read_verdicts,
     verdict_column,
 )
-from carealign.judge.registry import check_judge_spec, make_judge
 from carealign.score.policy import SafetyPolicy
 
 FIELD_PREFIX = "field:"

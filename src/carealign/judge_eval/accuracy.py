@@ -6,7 +6,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from carealign.judge.agreement import (
+from carealign.judge.base import Judge, JudgeItem
+from carealign.judge_eval.agreement import (
     LABELS,
     accuracy,
     confusion_matrix,
@@ -15,7 +16,6 @@ from carealign.judge.agreement import (
     per_class_precision,
     per_class_recall,
 )
-from carealign.judge.base import Judge, JudgeItem
 
 
 def judge_accuracy(
