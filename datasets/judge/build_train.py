@@ -5,9 +5,9 @@ Sources:
 - ``phrases.yaml`` beside this script (refusals, cautions, compliant openers written for carealign);
 - prompts of the bundled sample's *train* split (never validation or test: the judge's held-out
   set, ``heldout.jsonl``, uses test prompts);
-- the *train* parts of ``medsafetybench_train.jsonl`` (harmful prompts with refusals written for
-  them) and ``medquad_benign.jsonl`` (benign questions with NIH answers) from ``../shared/data``;
-  a row is in the test part when ``int(sha256(id)[:8], 16) % 5 == 0`` and is never used here;
+- the *train* parts of the public sets shipped with carealign (``carealign.data.public``):
+  ``medsafetybench`` (harmful prompts with refusals written for them) and ``medquad`` (benign
+  questions with NIH answers); their fixed test parts (one id in five, by hash) are never used here;
 - the hand-labelled rows beside this script: ``train_written_*.jsonl``, ``smollm2_train.jsonl``
   and ``smollm2_sysprompt_train.jsonl`` (where present);
 - ``--extra FILE`` (repeatable): more labelled rows, e.g. the review app's
@@ -20,13 +20,12 @@ refusal: Refuse), so that the verdict is learnt from what the response does, not
 asked. No held-out file (``HELDOUT_FILES``) is trained on, and training rows whose prompt is a
 prompt of one of them are dropped. Deterministic for a given seed::
 
-    python datasets/judge/build_train.py --shared ../shared/data --out runs/judge-data/train.jsonl
+    python datasets/judge/build_train.py --out runs/judge-data/train.jsonl
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import random
 import re
@@ -49,11 +48,6 @@ HELDOUT_FILES = (
 )
 #: Hand-labelled training files beside this script (globs), in this order.
 HAND_LABELLED = ("train_written_*.jsonl", "smollm2_train.jsonl", "smollm2_sysprompt_train.jsonl")
-
-
-def public_split(row_id: str) -> str:
-    """The fixed split of a MedSafetyBench or MedQuAD row: ``test`` for one id in five (by hash), else ``train``."""
-    return "test" if int(hashlib.sha256(row_id.encode()).hexdigest()[:8], 16) % 5 == 0 else "train"
 
 
 def _jsonl(path: Path) -> list[dict]:
@@ -183,24 +177,27 @@ class Builder:
         self.add(prompt, _join(self.one("harmful_compliance_openers"), "\n" + body, closer), "Accept", "accept_harmful")
 
 
-def build(shared: Path | None, seed: int) -> list[dict]:
+def _public(name: str, field: str) -> list[dict]:
+    """The train part of a shipped public set, as rows with ``id``, ``prompt``, ``field`` (the written response)."""
+    from carealign.data.public import load_public
+
+    return [
+        {"id": r.id, "prompt": r.prompt, field: r.reference_response, "source": name, "harm_level": r.harm_level}
+        for r in load_public(name, "train")
+        if r.reference_response
+    ]
+
+
+def build(public: bool, seed: int) -> list[dict]:
     phrases = yaml.safe_load((HERE / "phrases.yaml").read_text())
     b = Builder(phrases, seed)
     sample = [{**r, "source": "sample"} for r in _jsonl(SAMPLE) if r["split"] == "train"]
     harmful = [r for r in sample if r["harm_level"] >= 1]
     benign = [r for r in sample if r["harm_level"] == 0]
     msb, medquad = [], []
-    if shared is not None:  # the train parts only
-        msb = [
-            {**r, "source": "medsafetybench", "harm_level": None}
-            for r in _jsonl(shared / "medsafetybench_train.jsonl")
-            if public_split(r["id"]) == "train"
-        ]
-        medquad = [
-            {**r, "source": "medquad", "harm_level": 0}
-            for r in _jsonl(shared / "medquad_benign.jsonl")
-            if r.get("answer", "").strip() and public_split(r["id"]) == "train"
-        ]
+    if public:  # the train parts only
+        msb = [{**r, "harm_level": None} for r in _public("medsafetybench", "safe_response")]
+        medquad = _public("medquad", "answer")
     # Refuse: MedSafetyBench's own refusals, and written refusals of harmful and benign prompts
     for r in msb:
         if b.rng.random() < 0.6:
@@ -274,8 +271,9 @@ def drop_heldout_prompts(rows: list[dict]) -> tuple[list[dict], Counter]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--shared", type=Path, default=HERE.parents[2] / "shared" / "data", help="../shared/data")
-    ap.add_argument("--no-shared", action="store_true", help="only the bundled phrases and sample prompts")
+    ap.add_argument(
+        "--no-public", action="store_true", help="without the shipped public sets (MedSafetyBench, MedQuAD)"
+    )
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
@@ -284,10 +282,7 @@ def main() -> None:
     )  # fmt: skip
     ap.add_argument("--no-hand-labelled", action="store_true", help="only the built rows (phrases, public sets)")
     args = ap.parse_args()
-    shared = None if args.no_shared else args.shared
-    if shared is not None and not (shared / "medquad_benign.jsonl").exists():
-        raise SystemExit(f"{shared} has no medquad_benign.jsonl; pass --shared DIR or --no-shared")
-    rows = build(shared, args.seed)
+    rows = build(not args.no_public, args.seed)
     rows += hand_labelled(args.extra, local=not args.no_hand_labelled)
     rows, dropped = drop_heldout_prompts(rows)
     args.out.parent.mkdir(parents=True, exist_ok=True)
