@@ -244,7 +244,7 @@ def hand_labelled(extra: list[Path], *, local: bool = True) -> list[dict]:
     rows = []
     for p in paths:
         for r in read_labelled(p):
-            rows.append({**r, "source": r.get("source") or p.name, "recipe": r.get("recipe") or "hand_labelled"})
+            rows.append({**r, "source": r.get("source") or p.name, "file": p.name, "recipe": "hand_labelled"})
     return rows
 
 
@@ -295,6 +295,7 @@ def main() -> None:
     print("verdicts:", dict(Counter(r["verdict"] for r in rows)))
     print("recipes:", dict(Counter(r["recipe"] for r in rows)))
     print("sources:", dict(Counter(r["source"] for r in rows)))
+    print("hand-labelled files:", dict(Counter(r["file"] for r in rows if "file" in r)))
 
 
 if __name__ == "__main__":

@@ -20,14 +20,14 @@ KIND_HELP = (
 
 
 def _encoder_settings(
-    max_length: int, context_tokens: int, layers: int, epochs: float, seed: int, quantize: str
+    max_length: int, context_tokens: int, layers: int, epochs: float, seed: int, quantize: str, **more: Any
 ) -> Any:
     from carealign.classify import EncoderSettings
 
     try:
         return EncoderSettings(
             max_length=max_length, context_tokens=context_tokens, layers=layers, epochs=epochs, seed=seed,
-            quantize=quantize,  # type: ignore[arg-type]
+            quantize=quantize, **more,  # type: ignore[arg-type]
         )  # fmt: skip
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
@@ -87,6 +87,8 @@ def judge_train_cmd(
         int, typer.Option(help="encoder: the most tokens of the prompt (0: response only).")
     ] = 32,
     layers: Annotated[int, typer.Option(help="encoder: MiniLM layers kept (1-6; fewer is faster).")] = 2,
+    tail_tokens: Annotated[int, typer.Option(help="encoder: the last tokens of a cut response that are kept.")] = 32,
+    learning_rate: Annotated[float, typer.Option(help="encoder: peak learning rate.")] = 8e-5,
     quantize: Annotated[str, typer.Option(help="encoder at inference: dynamic-int8 | none.")] = "dynamic-int8",
     seed: int = 0,
     calibration: Annotated[
@@ -128,7 +130,10 @@ def judge_train_cmd(
                 progress=lambda e, n, loss: bar.advance(1),
             )  # fmt: skip
     else:
-        enc = _encoder_settings(max_length, context_tokens, layers, epochs or 1.0, seed, quantize)
+        enc = _encoder_settings(
+            max_length, context_tokens, layers, epochs or 1.0, seed, quantize,
+            tail_tokens=tail_tokens, learning_rate=learning_rate,
+        )  # fmt: skip
         judge = train_classifier_judge(
             rows, out, name=name, kind="encoder", sources=sources, calibration_rows=cal_rows,
             encoder_settings=enc, progress=_step_logger(),
