@@ -1,8 +1,10 @@
 """A fine-tuned encoder classifier: all-MiniLM-L6-v2 trained end to end on (context, text) pairs.
 
 Where :class:`~carealign.classify.model.TextClassifier` trains a small head over frozen features,
-:class:`EncoderClassifier` fine-tunes the MiniLM transformer itself (``BertForSequenceClassification``
-with transformers' :class:`~transformers.Trainer`, fp32 on the CPU), reading a pair: the context
+:class:`EncoderClassifier` fine-tunes the MiniLM transformer itself with transformers'
+:class:`~transformers.Trainer` (fp32 on the CPU): MiniLM's token states are mean-pooled, as
+sentence-transformers pools them for this checkpoint (its BERT pooler was never trained: a head on
+it does not learn), into a linear layer over the labels. It reads a pair: the context
 (for a verdict judge, the user's prompt) and the text (the response), as ``[CLS] prompt [SEP]
 response [SEP]``. Of the ``max_length`` tokens the prompt gets at most ``context_tokens``; the
 response gets the rest, and a response too long for it keeps its opening (where refusals and
@@ -102,6 +104,36 @@ class _PairDataset(torch.utils.data.Dataset):  # type: ignore[type-arg]
         return {**self.features[i], "labels": self.labels[i]}
 
 
+class MeanPoolClassifier(nn.Module):
+    """A BERT encoder (without its pooler), mean-pooled over the tokens, then dropout and a linear layer."""
+
+    def __init__(self, bert: nn.Module, n_labels: int, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.bert = bert
+        self.config = bert.config
+        self.dropout = nn.Dropout(dropout)
+        self.classifier = nn.Linear(int(bert.config.hidden_size), n_labels)
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.bert.get_input_embeddings()  # type: ignore[no-any-return, operator]
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+    ) -> Any:
+        from transformers.modeling_outputs import SequenceClassifierOutput
+
+        hidden = self.bert(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+        ).last_hidden_state
+        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        return SequenceClassifierOutput(logits=self.classifier(self.dropout(pooled)))
+
+
 class EncoderClassifier:
     """A fine-tuned MiniLM classifier of (context, text) pairs into ``labels``, with calibrated probabilities.
 
@@ -196,7 +228,7 @@ class EncoderClassifier:
         temperature on (then every training row is trained on). ``progress(step, steps, loss)`` is
         called as training logs. Settings with ``context_tokens=0`` read the texts alone.
         """
-        from transformers import AutoModelForSequenceClassification, TrainerCallback, TrainingArguments
+        from transformers import AutoModel, TrainerCallback, TrainingArguments
 
         settings = settings or EncoderSettings()
         if len(texts) != len(targets):
@@ -233,15 +265,12 @@ class EncoderClassifier:
         verbosity = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()  # the load report lists the dropped layers and the new head: expected
         try:
-            model = AutoModelForSequenceClassification.from_pretrained(
-                str(minilm_dir()),
-                num_labels=len(labels),
-                num_hidden_layers=settings.layers,
-                id2label=dict(enumerate(labels)),
-                label2id={lab: i for i, lab in enumerate(labels)},
+            bert = AutoModel.from_pretrained(
+                str(minilm_dir()), num_hidden_layers=settings.layers, add_pooling_layer=False
             )
         finally:
             hf_logging.set_verbosity(verbosity)
+        model = MeanPoolClassifier(bert, len(labels))
         if settings.freeze_word_embeddings:
             model.get_input_embeddings().weight.requires_grad_(False)
         clf = cls(labels, settings, model, cls._tokenizer(), meta=meta)
@@ -401,7 +430,7 @@ class EncoderClassifier:
         """
         from safetensors import safe_open
         from safetensors.torch import load_file
-        from transformers import BertConfig, BertForSequenceClassification
+        from transformers import BertConfig, BertModel
 
         path = Path(path)
         cfg_file = path / ENCODER_CONFIG_FILE
@@ -418,7 +447,7 @@ class EncoderClassifier:
             labels, temperature = list(cfg["labels"]), float(cfg["temperature"])
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelError(f"{cfg_file}: not a carealign encoder classifier config ({exc})") from None
-        model = BertForSequenceClassification(config)
+        model = MeanPoolClassifier(BertModel(config, add_pooling_layer=False), len(labels))
         state = {k: v.float() for k, v in load_file(str(path / ENCODER_WEIGHTS_FILE)).items()}
         if WORD_EMBEDDINGS not in state:
             with safe_open(str(minilm_dir() / "model.safetensors"), framework="pt") as f:
