@@ -82,13 +82,13 @@ def judge_train_cmd(
         float | None, typer.Option(min=0.1, help="Training epochs (default: 25 for features, 1 for encoder).")
     ] = None,
     hidden: Annotated[int, typer.Option(min=2, help="features: hidden units.")] = 32,
-    max_length: Annotated[int, typer.Option(help="encoder: tokens per (prompt, response) pair.")] = 128,
+    max_length: Annotated[int, typer.Option(help="encoder: tokens per (prompt, response) pair.")] = 96,
     context_tokens: Annotated[
         int, typer.Option(help="encoder: the most tokens of the prompt (0: response only).")
-    ] = 32,
-    layers: Annotated[int, typer.Option(help="encoder: MiniLM layers kept (1-6; fewer is faster).")] = 2,
-    tail_tokens: Annotated[int, typer.Option(help="encoder: the last tokens of a cut response that are kept.")] = 32,
-    learning_rate: Annotated[float, typer.Option(help="encoder: peak learning rate.")] = 8e-5,
+    ] = 24,
+    layers: Annotated[int, typer.Option(help="encoder: MiniLM layers kept (1-6; fewer is faster).")] = 1,
+    tail_tokens: Annotated[int, typer.Option(help="encoder: the last tokens of a cut response that are kept.")] = 20,
+    learning_rate: Annotated[float, typer.Option(help="encoder: peak learning rate.")] = 1e-4,
     quantize: Annotated[str, typer.Option(help="encoder at inference: dynamic-int8 | none.")] = "dynamic-int8",
     seed: int = 0,
     calibration: Annotated[
@@ -179,9 +179,9 @@ def judge_distill_cmd(
     epochs: Annotated[
         float | None, typer.Option(min=0.1, help="Training epochs (default 1 encoder, 25 features).")
     ] = None,
-    max_length: Annotated[int, typer.Option(help="encoder: tokens per (prompt, response) pair.")] = 128,
-    context_tokens: Annotated[int, typer.Option(help="encoder: the most tokens of the prompt.")] = 32,
-    layers: Annotated[int, typer.Option(help="encoder: MiniLM layers kept (1-6).")] = 2,
+    max_length: Annotated[int, typer.Option(help="encoder: tokens per (prompt, response) pair.")] = 96,
+    context_tokens: Annotated[int, typer.Option(help="encoder: the most tokens of the prompt.")] = 24,
+    layers: Annotated[int, typer.Option(help="encoder: MiniLM layers kept (1-6).")] = 1,
     quantize: Annotated[str, typer.Option(help="encoder at inference: dynamic-int8 | none.")] = "dynamic-int8",
     seed: int = 0,
     model: Annotated[
