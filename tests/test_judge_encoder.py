@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -154,12 +153,11 @@ def test_contrast_set_separates_behaviour_from_topic():
     assert _accuracy(shipped, labelled) >= 0.9
 
 
-def test_shipped_judge_is_an_encoder_of_modest_size():
-    judge = make_judge("classifier")
-    assert isinstance(judge, ClassifierJudge) and isinstance(judge.model, EncoderClassifier)
+def test_shipped_judge_loads_and_is_small():
     from carealign.judge.classifier import default_classifier_dir
 
+    judge = make_judge("classifier")
+    assert isinstance(judge, ClassifierJudge) and isinstance(judge.model, TextClassifier | EncoderClassifier)
+    assert sorted(judge.model.labels) == ["Accept", "Caution", "Refuse"]
     size = sum(p.stat().st_size for p in default_classifier_dir().iterdir())
     assert size < 40 * 2**20
-    cfg = json.loads((default_classifier_dir() / "encoder.json").read_text())
-    assert cfg["labels"] == ["Accept", "Caution", "Refuse"] and 0.05 < cfg["temperature"] < 20
