@@ -108,7 +108,7 @@ class _PairDataset(torch.utils.data.Dataset):  # type: ignore[type-arg]
 class MeanPoolClassifier(nn.Module):
     """A BERT encoder (without its pooler), mean-pooled over the tokens, then dropout and a linear layer."""
 
-    def __init__(self, bert: nn.Module, n_labels: int, dropout: float = 0.1) -> None:
+    def __init__(self, bert: Any, n_labels: int, dropout: float = 0.1) -> None:
         super().__init__()
         self.bert = bert
         self.config = bert.config
