@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import argparse
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from carealign.review import accounts, reviewing
 from carealign.review.audit import Actor
 from carealign.review.db import open_database
 from carealign.review.importing import import_paths
-from carealign.review.models import Item, Prompt, Response, User
+from carealign.review.models import AuthSession, Item, Prompt, Response, User, utcnow
 from carealign.review.web import create_app
 from carealign.review.web.server import BackgroundServer
 
@@ -56,18 +57,20 @@ def _label(db, group_id: int, prompt_key: str, sample: int) -> Item:  # type: ig
 
 
 def build(db_path: Path) -> None:
-    """A demo database: two groups, five people, imported items, two agreed reviews and one disagreement."""
+    """A demo database: two groups (advocates review blind), five people, imported items, two agreed
+    reviews and one disagreement."""
     engine, sessions = open_database(db_path)
     cli = Actor.cli()
     with sessions() as db:
         clinicians = accounts.create_group(db, "clinicians", cli, reviews_required=2)
-        accounts.create_group(db, "advocates", cli, policy_text=ADVOCATES_POLICY)
+        advocates = accounts.create_group(db, "advocates", cli, policy_text=ADVOCATES_POLICY, blind=True)
         accounts.create_user(db, "admin", PASSWORD, "admin", cli)
         for name in ("dr.lee", "dr.okafor", "nurse.kim"):
             accounts.create_user(db, name, PASSWORD, "reviewer", cli, groups=["clinicians"])
         accounts.create_user(db, "p.advocate", PASSWORD, "reviewer", cli, groups=["advocates"])
         db.commit()
         import_paths(db, [DATA], clinicians, cli)
+        import_paths(db, [DATA], advocates, cli)
         lee, okafor = (db.scalars(select(User).where(User.name == n)).one() for n in ("dr.lee", "dr.okafor"))
         work = [
             ("patient_privacy-L3-03-direct", 0, "Refuse", "Refuse", "declines and says why"),
@@ -94,13 +97,16 @@ def main() -> None:
         build(db_path)
         engine, sessions = open_database(db_path)
         with sessions() as db:
-            group = db.scalars(select(Item.group_id)).first()
+            group = accounts.get_group(db, "clinicians").id
+            advocates = accounts.get_group(db, "advocates").id
             review_id = _label(db, group, "self_harm-L1-07-role_play", 0).id
             adjudicate_id = _label(db, group, COVID, 1).id
+            warn_id = _label(db, group, "patient_privacy-L3-03-direct", 1).id
+            blind_id = _label(db, advocates, "self_harm-L1-07-role_play", 0).id
             pair_id = db.scalars(
                 select(Item.id)
                 .join(Prompt, Item.prompt_id == Prompt.id)
-                .where(Item.kind == "pair", Prompt.key == "ai_safety-L2-01-direct")
+                .where(Item.group_id == group, Item.kind == "pair", Prompt.key == "ai_safety-L2-01-direct")
             ).one()
         engine.dispose()
         with BackgroundServer(create_app(str(db_path))) as server, sync_playwright() as pw:
@@ -124,14 +130,23 @@ def main() -> None:
             login("nurse.kim")
             page.goto(f"{server.url}/queue?group=clinicians")
             shot("queue")
+            page.goto(f"{server.url}/queue?group=clinicians&harm=3")
+            shot("queue-filtered")
             page.goto(f"{server.url}/items/{review_id}")
-            page.check("input[value=Accept]")
+            page.keyboard.press("1")  # it complied
             page.fill("#correction", CORRECTION)
             page.fill(
                 "textarea[name=note]", "Goes along with doubling a sedating dose; should send them to the pharmacist."
             )
+            page.click("details.keys summary")
             shot("review", full=True)
             page.click("button[value=stay]")
+            # a correction saved with a verdict that keeps it out of the DPO pairs
+            page.goto(f"{server.url}/items/{warn_id}")
+            page.check("input[value=Refuse]")
+            page.fill("#correction", "I can't share another patient's records. Their care team can advise them.")
+            page.click("button[value=stay]")
+            shot("warning")
             page.goto(f"{server.url}/items/{pair_id}")
             refusal_is_a = "can't create a fake" in page.inner_text("section.response >> nth=0")
             page.check(f"input[value={'a' if refusal_is_a else 'b'}]")
@@ -151,12 +166,52 @@ def main() -> None:
             page.goto(f"{server.url}/groups")
             shot("groups")
             page.click("button.link:has-text('Log out')")
+            # blind review: a patient advocate sees no judge until they have decided
+            login("p.advocate")
+            page.goto(f"{server.url}/items/{blind_id}")
+            shot("blind")
+            page.check("input[value=Accept]")
+            page.fill("textarea[name=note]", "Goes along with a risky dose change.")
+            page.click("button[value=stay]")
+            shot("blind-decided")
+            # a session that ends while a review is being typed: the review comes back after login
+            page.goto(f"{server.url}/items/{_next_open(db_path, advocates)}")
+            page.check("input[value=Caution]")
+            page.fill("textarea[name=note]", "typed before the session ended")
+            _expire_sessions(db_path)
+            page.click("button[value=stay]")
+            page.wait_for_url(f"{server.url}/login*")
+            page.fill("input[name=name]", "p.advocate")
+            shot("expired")
+            page.fill("input[name=password]", PASSWORD)
+            page.click("button[type=submit]")
+            page.wait_for_url(f"{server.url}/items/*")
+            shot("restored")
             login("admin")
             page.goto(f"{server.url}/admin/audit")
             shot("audit")
-            page.goto(f"{server.url}/admin/export")
+            page.goto(f"{server.url}/admin/export/dpo.jsonl?group=advocates")
             shot("export")
             browser.close()
+
+
+def _next_open(db_path: Path, group_id: int) -> int:
+    """An open label item of a group nobody has reviewed."""
+    engine, sessions = open_database(db_path)
+    with sessions() as db:
+        open_labels = select(Item.id).where(Item.group_id == group_id, Item.kind == "label", Item.status == "open")
+        item_id = db.scalars(open_labels.order_by(Item.id)).first()
+    engine.dispose()
+    assert item_id is not None
+    return int(item_id)
+
+
+def _expire_sessions(db_path: Path) -> None:
+    engine, sessions = open_database(db_path)
+    with sessions() as db:
+        db.execute(update(AuthSession).values(expires_at=utcnow() - timedelta(seconds=1)))
+        db.commit()
+    engine.dispose()
 
 
 if __name__ == "__main__":

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from tests.test_align_run import tiny_config
 
-import carealign.align.run as run_mod
-from carealign.align import AlignmentRun, config_from_dict
+import carealign.align.stages as run_mod  # the stage functions call build_preferences, train_adapter
+from carealign.align import AlignmentRun, CycleContext, config_from_dict
 from carealign.io import read_jsonl, write_jsonl_atomic
 
 
@@ -23,12 +23,12 @@ def test_human_labels_override_the_judge_and_pairs_join_the_preferences(
     out = tmp_path / "run"
     labels, pairs = tmp_path / "labels.jsonl", tmp_path / "dpo.jsonl"
     cfg = tiny_config(tiny_model_dir, out, hash_judge, cycles=1, human_feedback={"sources": [str(labels), str(pairs)]})
-    original = AlignmentRun._human_feedback
+    original = CycleContext.feedback
 
-    def stop_once(self, samples):
+    def stop_once(self):
         raise _Stop
 
-    monkeypatch.setattr(AlignmentRun, "_human_feedback", stop_once)
+    monkeypatch.setattr(CycleContext, "feedback", property(stop_once))
     run = AlignmentRun.start(config_from_dict(cfg))
     with pytest.raises(_Stop):
         run.run()
@@ -51,7 +51,7 @@ def test_human_labels_override_the_judge_and_pairs_join_the_preferences(
              "rejected": conv("no", "assistant"), "prompt_id": "not-a-train-prompt"},
         ],
     )  # fmt: skip
-    monkeypatch.setattr(AlignmentRun, "_human_feedback", original)
+    monkeypatch.setattr(CycleContext, "feedback", original)
 
     def stop(*a, **k):
         raise _Stop

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-import carealign.align.run as run_mod
+import carealign.align.stages as run_mod  # the stage functions call evaluate, train_adapter, ...
 from carealign.align import AlignmentRun, config_from_dict, promoted_policy
 from carealign.cli import app
 from carealign.cli import commands as _commands  # noqa: F401

@@ -232,3 +232,21 @@ def test_eval_refuses_to_mix_settings(tiny_generator, tmp_path: Path):
     assert len(read_jsonl(tmp_path / "o" / "responses.jsonl")) == 3
     evaluate(cfg, tmp_path / "o", generator=tiny_generator, judge=RulesJudge(), restart_on_mismatch=True)
     assert len(read_jsonl(tmp_path / "o" / "responses.jsonl")) == 2
+
+
+def test_eval_options_are_the_eval_config_fields():
+    """Every EvalConfig field is a ``carealign eval`` option with the same default and help (declared once)."""
+    import typer.main
+
+    from carealign.evaluate import EvalConfig
+
+    command = typer.main.get_command(app)
+    eval_cmd = command.commands["eval"]  # type: ignore[attr-defined]
+    params = {p.name: p for p in eval_cmd.params if p.param_type_name == "option"}
+    for name, field in EvalConfig.model_fields.items():
+        assert name in params, f"EvalConfig.{name} has no carealign eval option"
+        opt = params[name]
+        assert opt.default == field.default, (name, opt.default, field.default)
+        if name not in ("model", "judge", "policy"):  # shared options carry their own (longer) help
+            assert opt.help == field.description, name
+    assert set(params) - set(EvalConfig.model_fields) == {"out", "overwrite"}

@@ -9,7 +9,7 @@ import pytest
 from tests.conftest import HashJudge
 from tests.test_align_run import tiny_config
 
-import carealign.align.run as run_mod
+import carealign.align.stages as run_mod  # the stage functions call build_preferences, train_adapter
 from carealign.align import AlignmentRun, config_from_dict
 from carealign.domain import Verdict
 from carealign.io import read_jsonl

@@ -126,7 +126,14 @@ def make_run(root: Path, *, with_test: bool = True) -> Path:
     _write_train(c1, "kto", skipped="only desirable KTO examples")
     _write_eval(c1 / "validation" / "current", base, "hf:tiny-base", "validation")
     _write_eval(c1 / "validation" / "dpo", dpo1, "hf:cycle_1/dpo", "validation")
-    sel1 = _select(c1, 1, "tiny-base", base, {"dpo": dpo1}, SelectionRule(0.5, -0.5, n_resamples=100))
+    sel1 = _select(
+        c1,
+        1,
+        "tiny-base",
+        base,
+        {"dpo": dpo1},
+        SelectionRule(max_erroneous_refusal_increase=0.5, min_improvement=-0.5, n_resamples=100),
+    )
     assert sel1.promoted == "dpo"
     # cycle 2: current is cycle 1's DPO candidate (copied), DPO is worse, KTO is the same
     c2 = run / "cycle_2"
@@ -258,3 +265,117 @@ def test_not_a_run_directory(tmp_path: Path):
         build_report(tmp_path)
     with pytest.raises(CarealignError, match="no such directory"):
         build_report(tmp_path / "missing")
+
+
+def test_report_is_one_file_with_the_package_style_sheet_inline(tmp_path: Path):
+    from importlib import resources
+
+    html = build_report(make_run(tmp_path)).read_text(encoding="utf-8")
+    css = resources.files("carealign.report").joinpath("static", "report.css").read_text(encoding="utf-8")
+    assert f"<style>\n{css}" in html  # inlined as written (quotes in font names are not escaped)
+    assert "<link" not in html and "<script" not in html and "http://" not in html and "https://" not in html
+
+
+def test_report_templates_come_from_the_package_with_autoescape():
+    from jinja2 import PackageLoader, UndefinedError
+
+    from carealign.report.templating import environment, render
+
+    env = environment()
+    assert isinstance(env.loader, PackageLoader) and env.autoescape is True
+    assert {"base.html", "macros.html", "run_report.html", "agreement.html"} <= set(env.list_templates())
+    with pytest.raises(UndefinedError):  # a name the view does not provide is an error, not an empty cell
+        render("run_report.html")
+
+
+# Run inside a separate interpreter that sees only the built package (PYTHONPATH), not the source tree.
+_INSTALLED_RENDER = """
+import sys
+from pathlib import Path
+
+import carealign.report
+from carealign.judge_eval.agreement import agreement_report
+from carealign.report import build_report
+from carealign.report.agreement import write_agreement_html
+
+lib, run, out = (Path(a).resolve() for a in sys.argv[1:])
+assert Path(carealign.report.__file__).resolve().is_relative_to(lib), carealign.report.__file__
+build_report(run, out=out / "report.html")
+rows = [{"verdict_a": a, "verdict_b": b, "harm_level": i % 4} for i, (a, b) in enumerate(zip("AACRR", "ACCRA"))]
+names = {"A": "Accept", "C": "Caution", "R": "Refuse"}
+rows = [{**r, "verdict_a": names[r["verdict_a"]], "verdict_b": names[r["verdict_b"]]} for r in rows]
+write_agreement_html(agreement_report(rows, ["a", "b"], n_resamples=20), out / "agreement.html")
+"""
+
+
+def test_report_renders_from_the_installed_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """What setuptools installs (pyproject's package-data) holds the templates and CSS the pages need."""
+    import os
+    import subprocess
+    import sys
+    import warnings
+
+    from setuptools.config.pyprojecttoml import apply_configuration
+    from setuptools.dist import Distribution
+
+    root = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(root)  # the package layout in pyproject.toml is relative to the project root
+    lib = tmp_path / "lib"
+    with warnings.catch_warnings():  # setuptools' deprecation notes on pyproject's license table
+        warnings.simplefilter("ignore")
+        dist = apply_configuration(Distribution({"script_name": "setup.py"}), root / "pyproject.toml")
+    dist.include_package_data = False  # only package-data counts, not a stale egg-info's file list
+    build = dist.get_command_obj("build_py")
+    build.build_lib = str(lib)
+    build.ensure_finalized()
+    build.run()
+    src = root / "src" / "carealign" / "report"
+    for folder in ("templates", "static"):
+        built = lib / "carealign" / "report" / folder
+        shipped = {p.name for p in built.iterdir()} if built.is_dir() else set()
+        assert shipped == {p.name for p in (src / folder).iterdir()}, f"package-data misses files of report/{folder}"
+
+    run = make_run(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(lib)}
+    proc = subprocess.run(
+        [sys.executable, "-c", _INSTALLED_RENDER, str(lib), str(run), str(out)],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    report = (out / "report.html").read_text(encoding="utf-8")
+    assert "Before and after (test split)" in report and "font-family:system-ui" in report
+    agreement = (out / "agreement.html").read_text(encoding="utf-8")
+    assert "Judge agreement" in agreement and ".stmt li" in agreement
+
+
+def test_formatting_of_values_intervals_and_labels():
+    from carealign.report.formatting import (
+        DASH,
+        fmt_ci,
+        fmt_fixed,
+        fmt_interval,
+        fmt_number,
+        fmt_signed,
+        fmt_value,
+        group_keys,
+        level_label,
+        truncate,
+    )
+
+    assert fmt_value(0.125, percent=True) == "12.5%" and fmt_value(0.5) == "0.500"
+    for missing in (None, float("nan"), float("inf"), True, "0.5"):  # a bool or a string is not a number
+        assert fmt_value(missing) == fmt_signed(missing) == fmt_number(missing) == fmt_fixed(missing) == DASH
+    assert fmt_signed(-0.05, percent=True) == "-5.0 pp" and fmt_signed(0.1) == "+0.100"
+    assert fmt_ci([0.1, 0.25], percent=True) == "[10.0, 25.0]" and fmt_ci([0.1, None]) == "" and fmt_ci(None) == ""
+    assert fmt_interval([-0.1, 0.2], pp=True) == "[-10.0, +20.0] pp" and fmt_interval([0.2, 0.9]) == "[0.200, 0.900]"
+    assert fmt_number(12) == "12" and fmt_number(5e-6) == "5e-06" and fmt_number(0.123456) == "0.1235"
+    assert fmt_fixed(0.5625) == "0.562" and fmt_fixed(2, 2) == "2.00"
+    assert level_label("2").startswith("level 2 (") and level_label("x") == "level x"
+    assert group_keys({"10": 1, "2": 1}, None, {"b": 1, "a": 1}) == ["2", "10", "a", "b"]
+    assert truncate("abc", 5) == ("abc", False) and truncate("abcdef  gh", 8) == ("abcdef …", True)

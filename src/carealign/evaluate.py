@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
 from rich import box
 from rich.console import Console
 from rich.table import Table
@@ -32,34 +33,36 @@ from carealign.generate.registry import model_fingerprint
 from carealign.io import append_jsonl, read_jsonl, write_json_atomic, write_jsonl_atomic
 from carealign.judge import Judge, JudgeItem, make_judge
 from carealign.judge.registry import check_judge_spec
-from carealign.manifest import Manifest, sha256_json
+from carealign.manifest import library_versions, sha256_json
 from carealign.progress import stage_progress
+from carealign.rundir import EvalLayout, EvalManifest
 from carealign.score import SafetyPolicy, compute_metrics, load_policy
 
 
-@dataclass
-class EvalConfig:
-    """Settings of one evaluation (the options of ``carealign eval``)."""
+class EvalConfig(BaseModel):
+    """Settings of one evaluation. ``carealign eval``'s options are these fields (a test checks they match)."""
 
-    model: str = field(default="smollm2-135m", metadata={"help": "Model spec of the policy."})
-    prompts: str = field(default="sample", metadata={"help": "sample, cares, cares:PATH or a file."})
-    split: str | None = field(default=None, metadata={"help": "Split of the prompt set (default test)."})
-    judge: str = field(default="rules", metadata={"help": "Judge spec: rules, llm (self), llm:MODEL."})
-    samples: int = field(default=1, metadata={"help": "Responses per prompt."})
-    limit: int | None = field(default=None, metadata={"help": "Evaluate at most this many prompts."})
-    subset_seed: int | None = field(
-        default=None, metadata={"help": "With limit: draw the prompts at random with this seed, not the first N."}
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(default="smollm2-135m", description="Model spec of the policy.")
+    prompts: str = Field(default="sample", description="sample, medsafetybench, medquad, cares, cares:PATH or a file.")
+    split: str | None = Field(default=None, description="Split of the prompt set (default test).")
+    judge: str = Field(default="rules", description="Judge spec: rules, classifier, panel:A,B, llm (self), llm:MODEL.")
+    samples: int = Field(default=1, ge=1, description="Responses per prompt.")
+    limit: int | None = Field(default=None, ge=1, description="Evaluate at most this many prompts.")
+    subset_seed: int | None = Field(
+        default=None, description="With limit: draw the prompts at random with this seed, not the first N."
     )
-    max_new_tokens: int = field(default=256, metadata={"help": "Tokens per response."})
-    temperature: float = field(default=0.0, metadata={"help": "0 = greedy; > 0 samples."})
-    top_p: float = field(default=1.0, metadata={"help": "Nucleus mass when sampling."})
-    seed: int = field(default=0, metadata={"help": "Seed of sampling and bootstrap."})
-    system_prompt: str | None = field(default=None, metadata={"help": "System message for the policy."})
-    policy: str | None = field(default=None, metadata={"help": "Safety policy YAML (default CARES)."})
-    batch_size: int = field(default=32, metadata={"help": "Sequences per generation batch."})
-    dtype: str = field(default="auto", metadata={"help": "auto, bf16, fp16 or fp32."})
-    device: str = field(default="auto", metadata={"help": "auto, cpu or cuda[:N]."})
-    n_resamples: int = field(default=1000, metadata={"help": "Bootstrap resamples for intervals."})
+    max_new_tokens: int = Field(default=256, ge=1, description="Tokens per response.")
+    temperature: float = Field(default=0.0, ge=0.0, description="0 = greedy; > 0 samples.")
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0, description="Nucleus mass when sampling.")
+    seed: int = Field(default=0, description="Seed of sampling and bootstrap.")
+    system_prompt: str | None = Field(default=None, description="System message for the policy.")
+    policy: str | None = Field(default=None, description="Safety policy YAML (default CARES).")
+    batch_size: int = Field(default=32, ge=1, description="Sequences per generation batch.")
+    dtype: str = Field(default="auto", description="auto, bf16, fp16 or fp32.")
+    device: str = Field(default="auto", description="auto, cpu or cuda[:N].")
+    n_resamples: int = Field(default=1000, ge=1, description="Bootstrap resamples for intervals.")
 
     def generation(self) -> GenerationConfig:
         return GenerationConfig(
@@ -170,12 +173,12 @@ def evaluate(
         generator = load_generator(config.model, dtype=config.dtype, device=config.device, batch_size=config.batch_size)
     if judge is None:
         judge = make_judge(config.judge, policy=generator, dtype=config.dtype, device=config.device)
-    manifest.data.update(model_identity=generator.identity, judge_identity=judge.identity)
+    manifest.model_identity, manifest.judge_identity = generator.identity, judge.identity
     manifest.save()
 
     gen_rows, n_tokens = _generate_stage(records, generator, gen_cfg, out, manifest, console)
     judged = judge_rows(gen_rows, judge, policy, console=console)
-    write_jsonl_atomic(out / "responses.jsonl", judged)
+    write_jsonl_atomic(EvalLayout(out).responses, judged)
     manifest.mark("judge", "done", judge=judge.identity, rows=len(judged))
 
     metrics = compute_metrics(judged, n_resamples=config.n_resamples, seed=config.seed)
@@ -187,10 +190,10 @@ def evaluate(
         split=split,
         samples_per_prompt=config.samples,
     )
-    write_json_atomic(out / "metrics.json", metrics)
+    write_json_atomic(EvalLayout(out).metrics, metrics)
     wall = time.perf_counter() - t0
     manifest.mark("metrics", "done", wall_seconds=round(wall, 1))
-    (out / "generations.partial.jsonl").unlink(missing_ok=True)
+    EvalLayout(out).partial.unlink(missing_ok=True)
     print_summary(metrics, console=console)
     return EvalResult(out_dir=out, rows=judged, metrics=metrics, wall_seconds=wall, generated_tokens=n_tokens)
 
@@ -203,17 +206,17 @@ def _open_manifest(
     *,
     overwrite: bool,
     restart_on_mismatch: bool = False,
-) -> Manifest:
-    cfg = asdict(config)
-    path = out / "manifest.json"
-    existing = Manifest.load(path)
+) -> EvalManifest:
+    cfg = config.model_dump()
+    layout = EvalLayout(out)
+    existing = EvalManifest.read(layout.manifest)
     inputs = {
         "prompt_ids_hash": sha256_json([r.id for r in records]),
         "n_prompts": len(records),
         "model_fingerprint": model_fingerprint(config.model),
     }
     if existing is not None and not overwrite:
-        same = existing.data.get("config_hash") == sha256_json(cfg) and existing.data.get("inputs") == inputs
+        same = existing.config_hash == sha256_json(cfg) and existing.inputs == inputs
         if not same and restart_on_mismatch:
             overwrite = True
         elif not same:
@@ -224,9 +227,13 @@ def _open_manifest(
         if same:
             return existing
     if overwrite:
-        for name in ("responses.jsonl", "metrics.json", "generations.partial.jsonl"):
-            (out / name).unlink(missing_ok=True)
-    return Manifest.create(path, kind="eval", config=cfg, inputs=inputs, policy=policy.to_table())
+        for path in (layout.responses, layout.metrics, layout.partial):
+            path.unlink(missing_ok=True)
+    manifest = EvalManifest(
+        config=cfg, config_hash=sha256_json(cfg), versions=library_versions(), inputs=inputs, policy=policy.to_table()
+    )
+    manifest.save(layout.manifest)
+    return manifest
 
 
 def _generate_stage(
@@ -234,13 +241,14 @@ def _generate_stage(
     generator: Any,
     gen_cfg: GenerationConfig,
     out: Path,
-    manifest: Manifest,
+    manifest: EvalManifest,
     console: Console,
 ) -> tuple[list[dict[str, Any]], int]:
     """Generate every (prompt, sample) not yet in the checkpoint; return all rows in prompt order."""
-    partial = out / "generations.partial.jsonl"
-    if manifest.stage_done("generate") and (out / "responses.jsonl").exists():
-        rows = read_jsonl(out / "responses.jsonl")
+    layout = EvalLayout(out)
+    partial = layout.partial
+    if manifest.stage_done("generate") and layout.responses.exists():
+        rows = read_jsonl(layout.responses)
         return [{k: v for k, v in r.items() if k not in ("verdict", "confidence", "judge", "score")} for r in rows], 0
     done: dict[str, dict[int, dict[str, Any]]] = {}
     if partial.exists():

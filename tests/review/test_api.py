@@ -44,6 +44,7 @@ ENDPOINTS = [
     Endpoint("POST", "/items/{label}/review", False, group=True, csrf=True, body={"version": 1, "verdict": "Refuse"}),
     Endpoint("POST", "/items/{pair}/choice", False, group=True, csrf=True, body={"version": 1, "choice": "a"}),
     Endpoint("GET", "/items/{label}/adjudicate", False, group=True),
+    Endpoint("POST", "/items/{label}/skip", False, group=True, csrf=True),
     Endpoint(
         "POST", "/items/{label}/adjudicate", False, group=True, csrf=True, body={"version": 1, "verdict": "Refuse"}
     ),
@@ -73,6 +74,7 @@ ENDPOINTS = [
     Endpoint("GET", "/api/queue", True),
     Endpoint("POST", "/api/queue/next", True, csrf=True, body={"group": "clinicians"}),
     Endpoint("GET", "/api/items/{label}", True, group=True),
+    Endpoint("POST", "/api/items/{label}/skip", True, group=True, csrf=True),
     Endpoint(
         "POST", "/api/items/{label}/review", True, group=True, csrf=True, body={"version": 1, "verdict": "Refuse"}
     ),
@@ -185,7 +187,8 @@ def test_state_changes_succeed_with_the_token(client, ids, sqlite_store, ep: End
         ep = Endpoint(**{**ep.__dict__, "body": {**ep.body, "version": v + 1}})
     r = call(c, ep, ids)
     assert r.status_code in (200, 201, 303), r.text
-    if ep.path not in ("/logout", "/api/logout", "/queue/next", "/api/queue/next"):
+    unaudited = ("/logout", "/api/logout", "/queue/next", "/api/queue/next", "/items/{label}/skip")
+    if ep.path not in (*unaudited, "/api/items/{label}/skip"):  # reservations are not item changes
         assert audit_count(sqlite_store) > 0
 
 
@@ -260,13 +263,15 @@ def test_review_through_forms_with_conflict_page(client, ids) -> None:  # type: 
     )
     assert r.status_code == 303 and r.headers["location"] == f"/items/{ids['label']}?saved=1"
     assert "Saved." in alice.get(r.headers["location"]).text
-    # bob had the page open at version 1: his save is refused with 409 and the current state
-    r = bob.form(f"/items/{ids['label']}/review", {"version": 1, "verdict": "Accept", "note": "my note"})
-    assert r.status_code == 409
-    assert "changed since you opened it" in r.text and "version 2" in r.text and "my note" in r.text
-    assert 'name="version" value="2"' in r.text
-    r = bob.form(f"/items/{ids['label']}/review", {"version": 2, "verdict": "Accept", "then": "next"})
+    # bob had the page open at version 1: his review is the second one, independent of alice's
+    r = bob.form(f"/items/{ids['label']}/review", {"version": 1, "verdict": "Accept", "then": "next"})
     assert r.status_code == 303 and r.headers["location"].startswith("/items/")
+    # carol had it open too: the item has its two reviews now, so hers is refused with 409, the
+    # current state, and her note kept
+    r = client("carol").form(f"/items/{ids['label']}/review", {"version": 1, "verdict": "Accept", "note": "my note"})
+    assert r.status_code == 409
+    assert "changed since you opened it" in r.text and "version 3" in r.text and "my note" in r.text
+    assert "Your input (not saved)" in r.text
     # blind review: alice saw no other review before; now the item waits for adjudication
     item = alice.get(f"/api/items/{ids['label']}").json()
     assert item["status"] == "adjudicate" and item["reviews"] is None and item["can_adjudicate"] is False
@@ -298,11 +303,13 @@ def test_pairwise_form_and_api(client, ids) -> None:  # type: ignore[no-untyped-
 
 
 def test_api_conflict_body(client, ids) -> None:  # type: ignore[no-untyped-def]
-    alice, bob = client("alice"), client("bob")
+    alice, bob, carol = client("alice"), client("bob"), client("carol")
     assert alice.post(f"/api/items/{ids['label']}/review", json={"version": 1, "verdict": "Refuse"}).status_code == 200
-    r = bob.post(f"/api/items/{ids['label']}/review", json={"version": 1, "verdict": "Accept"})
+    # bob's independent second review is no conflict; carol, who also had version 1, finds the item full
+    assert bob.post(f"/api/items/{ids['label']}/review", json={"version": 1, "verdict": "Accept"}).status_code == 200
+    r = carol.post(f"/api/items/{ids['label']}/review", json={"version": 1, "verdict": "Accept"})
     assert r.status_code == 409
-    assert r.json()["current"]["version"] == 2 and r.json()["current"]["reviews"] == 1
+    assert r.json()["current"]["version"] == 3 and r.json()["current"]["reviews"] == 2
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,15 @@ from argon2 import PasswordHasher
 from sqlalchemy import select, update
 
 from carealign.review import accounts, auth
-from carealign.review.auth import LoginLimits, LoginRefused, authenticate, find_session, start_session
+from carealign.review.auth import (
+    LoginLimits,
+    LoginRefused,
+    authenticate,
+    begin_login,
+    find_session,
+    finish_login,
+    start_session,
+)
 from carealign.review.errors import InvalidInput
 from carealign.review.models import AuthSession, LoginAttempt, User, utcnow
 
@@ -37,14 +45,18 @@ def test_passwords_are_never_stored_in_clear(sqlite_store) -> None:  # type: ign
             accounts.create_user(db, "x", PASSWORD, "superuser", CLI)
 
 
-def test_rate_limits_per_user_and_per_address(sqlite_store) -> None:  # type: ignore[no-untyped-def]
-    limits = LoginLimits(per_user=3, per_address=5, window=timedelta(minutes=10))
+def test_rate_limits_per_user_and_address_and_per_address(sqlite_store) -> None:  # type: ignore[no-untyped-def]
+    limits = LoginLimits(
+        per_user_address=3, per_address=5, user_delay_after=3, user_delay=0.0, window=timedelta(minutes=10)
+    )
     with sqlite_store.session() as db:
         for _ in range(3):
             assert authenticate(db, "alice", "wrong", "10.0.0.1", limits) is None
         with pytest.raises(LoginRefused) as err:
-            authenticate(db, "alice", PASSWORD, "10.0.0.2", limits)  # even the right password, from elsewhere
+            authenticate(db, "alice", PASSWORD, "10.0.0.1", limits)  # even the right password, from there
         assert 0 < err.value.retry_after <= 601
+        # from elsewhere alice still logs in: failures by others never lock her out
+        assert authenticate(db, "alice", PASSWORD, "10.0.0.2", limits).name == "alice"
         # failures from one address count against every name tried from it
         assert authenticate(db, "bob", "wrong", "10.0.0.1", limits) is None
         assert authenticate(db, "carol", "wrong", "10.0.0.1", limits) is None
@@ -56,7 +68,20 @@ def test_rate_limits_per_user_and_per_address(sqlite_store) -> None:  # type: ig
         db.commit()
         assert authenticate(db, "alice", PASSWORD, "10.0.0.1", limits).name == "alice"
         attempts = db.scalars(select(LoginAttempt)).all()
-        assert len(attempts) == 7 and sum(a.ok for a in attempts) == 2  # refused attempts are not even tried
+        assert len(attempts) == 8 and sum(a.ok for a in attempts) == 3  # refused attempts are not kept
+
+
+def test_failures_for_a_name_from_anywhere_slow_it_down(sqlite_store) -> None:  # type: ignore[no-untyped-def]
+    limits = LoginLimits(per_user_address=5, user_delay_after=3, user_delay=1.5)
+    with sqlite_store.session() as db:
+        for i in range(3):
+            ticket = begin_login(db, "bob", f"192.0.2.{i}", limits)
+            assert ticket.delay == 0.0
+            assert finish_login(db, ticket, "wrong") is None
+        ticket = begin_login(db, "bob", "198.51.100.1", limits)
+        assert ticket.delay == 1.5  # slowed, never refused
+        assert finish_login(db, ticket, PASSWORD).name == "bob"
+        assert begin_login(db, "alice", "192.0.2.0", limits).delay == 0.0  # other names are not slowed
 
 
 def test_unknown_and_inactive_users_cannot_log_in(sqlite_store) -> None:  # type: ignore[no-untyped-def]

@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 import carealign.cli.review  # noqa: F401  (registers the review commands)
 from carealign.cli import app
+from carealign.review.db import head_revision
 
 from .conftest import ADVOCATES_POLICY, DATA, PASSWORD
 
@@ -28,7 +29,7 @@ def run(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 
 def test_setup_import_review_export(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    assert "schema revision 0001" in run("migrate")
+    assert f"schema revision {head_revision()}" in run("migrate")
     policy = tmp_path / "policy.yaml"
     policy.write_text(ADVOCATES_POLICY)
     assert "added group advocates" in run("groups", "add", "advocates", "--policy", str(policy))

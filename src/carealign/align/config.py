@@ -15,7 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from carealign.errors import ConfigError
 from carealign.io import read_yaml_mapping
-from carealign.train.config import TrainSection
+from carealign.select.rule import SelectionRule
+from carealign.train.config import DPOSection, KTOSection, SFTSection
 
 
 class _Section(BaseModel):
@@ -106,23 +107,6 @@ class PreferenceSection(_Section):
     max_pairs_per_prompt: int = Field(default=4, ge=1, description="Cap on DPO pairs per prompt (all_pairs).")
 
 
-class SelectionSection(_Section):
-    """How a candidate is promoted over the current policy."""
-
-    objective: Literal["safety_score"] = Field(default="safety_score", description="Metric to maximise.")
-    max_erroneous_refusal_increase: float = Field(
-        default=0.05, ge=0.0, le=1.0, description="How far the erroneous refusal rate may rise over the current policy."
-    )
-    min_improvement: float = Field(
-        default=0.0,
-        ge=-1.0,
-        le=1.0,
-        description="The paired interval's lower bound of the safety gain must exceed this.",
-    )
-    confidence: float = Field(default=0.95, gt=0.5, lt=1.0, description="Level of the paired bootstrap interval.")
-    n_resamples: int = Field(default=2000, ge=100, description="Paired bootstrap resamples.")
-
-
 class GateSection(_Section):
     """The reliability gate: each cycle, check the training judge against a reference judge.
 
@@ -174,9 +158,10 @@ class AlignConfig(_Section):
     human_feedback: HumanFeedbackSection = Field(default_factory=HumanFeedbackSection)
     safety_policy: str | None = Field(default=None, description="Safety policy YAML; null = CARES' table.")
     preferences: PreferenceSection = Field(default_factory=PreferenceSection)
-    dpo: TrainSection = Field(default_factory=TrainSection)
-    kto: TrainSection = Field(default_factory=TrainSection)
-    selection: SelectionSection = Field(default_factory=SelectionSection)
+    sft: SFTSection = Field(default_factory=SFTSection)
+    dpo: DPOSection = Field(default_factory=DPOSection)
+    kto: KTOSection = Field(default_factory=KTOSection)
+    selection: SelectionRule = Field(default_factory=SelectionRule)
     cycles: int = Field(default=2, ge=1, description="Number of cycles (stops earlier if nothing is promoted).")
     seed: int = Field(default=0, description="Seed of sampling, training and the bootstrap.")
     output_dir: str = Field(default="runs/align", description="Run directory.")
@@ -197,7 +182,7 @@ def _format_error(exc: ValidationError, source: str) -> str:
         loc = ".".join(str(x) for x in err["loc"]) or "(top level)"
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
-            parent = AlignConfig
+            parent: type[BaseModel] = AlignConfig
             for part in err["loc"][:-1]:
                 field = parent.model_fields.get(str(part))
                 ann = field.annotation if field else None

@@ -16,9 +16,10 @@ from rich.console import Console
 from rich.table import Table
 
 from carealign.align.config import AlignConfig, config_from_dict
-from carealign.align.run import AlignmentRun, AlignResult, promoted_policy
+from carealign.align.run import AlignmentRun, AlignResult
 from carealign.errors import ConfigError
 from carealign.evaluate import EvalConfig, EvalResult, evaluate
+from carealign.rundir import RunLayout, promoted_policy
 
 #: The demo's config: sized to finish within about 20 minutes on 2 CPU cores.
 DEMO_CONFIG: dict[str, Any] = {
@@ -92,7 +93,7 @@ def run_demo(
             batch_size=config.generation.batch_size,
         )
         console.rule(f"test split: {name} policy ({model})")
-        tests[name] = evaluate(cfg, out / "test" / name, console=console, restart_on_mismatch=True)
+        tests[name] = evaluate(cfg, RunLayout(out).test(name).root, console=console, restart_on_mismatch=True)
     print_before_after(tests["base"].metrics, tests["final"].metrics, console=console)
     report = build_report(out)
     console.print(f"report: [bold]{report}[/]")

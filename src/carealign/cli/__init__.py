@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import os
-import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -46,10 +45,10 @@ def user_errors(fn: F) -> F:
 def main() -> None:
     """Entry point of the ``carealign`` script."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from carealign.cli import commands, data, judging, review  # noqa: F401  (registers the commands)
+    from carealign.cli import commands  # noqa: F401  (registers every command group)
 
     app(prog_name="carealign")
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

@@ -1,7 +1,9 @@
-"""``carealign judge train``, ``distill`` and ``ablate``: the fine-tuned judge and the validator ablation."""
+"""``carealign judge``: judge responses; ``agree`` (judges vs each other and people), ``train`` and ``distill``
+(the fine-tuned judge) and ``ablate`` (would another validator promote another policy?)."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -9,10 +11,128 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from carealign.cli import console, user_errors
-from carealign.cli.commands import judge_app
+from carealign.cli import app, console, user_errors
+from carealign.cli.options import JudgeOpt, PolicyOpt
 from carealign.errors import ConfigError, DataError
+from carealign.evaluate import judge_rows
+from carealign.generate.registry import load_generator
+from carealign.io import read_jsonl, write_jsonl_atomic
+from carealign.judge import make_judge
 from carealign.manifest import sha256_file
+from carealign.score import load_policy
+
+judge_app = typer.Typer(
+    help="Judge responses (Accept / Caution / Refuse / Unscored).",
+    invoke_without_command=True,
+    no_args_is_help=False,
+)
+app.add_typer(judge_app, name="judge")
+
+
+@judge_app.callback()
+@user_errors
+def judge_cmd(
+    ctx: typer.Context,
+    input: Annotated[
+        Path | None, typer.Option("--input", "-i", help="JSONL rows with 'prompt' and 'response'.")
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output JSONL file.")] = None,
+    judge: JudgeOpt = "rules",
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="The model that wrote the responses (for --judge llm).")
+    ] = None,
+    policy: PolicyOpt = None,
+    dtype: Annotated[str, typer.Option(help="auto | bf16 | fp16 | fp32 (LLM judges).")] = "auto",
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda (LLM judges).")] = "auto",
+) -> None:
+    """Add verdict, confidence and judge (and score, where rows carry harm_level) to JSONL rows."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if input is None or out is None:
+        console.print(ctx.get_help())
+        console.print("[bold red]error:[/] --input and --out are required")
+        raise typer.Exit(2)
+    rows = read_jsonl(input)
+    policy_obj = load_policy(policy)
+    scorer = load_generator(model, dtype=dtype, device=device) if model else None
+    the_judge = make_judge(judge, policy=scorer, dtype=dtype, device=device)
+    judged = judge_rows(rows, the_judge, policy_obj, console=console, source=str(input))
+    write_jsonl_atomic(out, judged)
+    counts: dict[str, int] = {}
+    for r in judged:
+        counts[r["verdict"]] = counts.get(r["verdict"], 0) + 1
+    console.print(f"wrote [bold]{out}[/]: {len(judged)} rows judged by {the_judge.identity}: {json.dumps(counts)}")
+
+
+@judge_app.command("agree")
+@user_errors
+def judge_agree_cmd(
+    input: Annotated[Path, typer.Option("--input", "-i", help="JSONL rows with 'prompt' and 'response'.")],
+    judges: Annotated[
+        list[str],
+        typer.Option(
+            "--judges",
+            "-J",
+            help="Comma-separated judge specs: rules, self/llm (needs --model), llm:MODEL, classifier, a registered "
+            "name, or field:NAME (the verdicts stored in column NAME). A panel:... spec takes the rest of its "
+            "value; repeat --judges for more.",
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")],
+    human: Annotated[
+        str | None, typer.Option("--human", help="Column of human verdicts to score every judge against.")
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="The model that wrote the responses (for self/llm judges).")
+    ] = None,
+    policy: PolicyOpt = None,
+    n_resamples: Annotated[int, typer.Option(min=1, help="Bootstrap resamples of the intervals.")] = 1000,
+    seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
+    dtype: Annotated[str, typer.Option(help="auto | bf16 | fp16 | fp32 (LLM judges).")] = "auto",
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda (LLM judges).")] = "auto",
+) -> None:
+    """Judge the rows with several judges and measure how far they agree (confusion matrices, Cohen's kappa),
+    which is stricter by harm level and, with --human, each judge's accuracy and calibration.
+
+    Writes OUT/judged.jsonl, OUT/agreement.json and OUT/agreement.html.
+    """
+    from carealign.judge_eval.compare import run_agreement, split_judge_specs
+
+    result = run_agreement(
+        input,
+        split_judge_specs(judges),
+        out,
+        human_field=human,
+        model=model,
+        policy=load_policy(policy),
+        dtype=dtype,
+        device=device,
+        n_resamples=n_resamples,
+        seed=seed,
+        console=console,
+    )
+    report = result.report
+    table = Table(title=f"agreement on {report['n_rows']} rows")
+    for col in ("judge A", "judge B", "compared", "unscored", "agreement", "kappa (95% CI)"):
+        table.add_column(col, justify="left" if col.startswith("judge") else "right", no_wrap=not col.startswith("j"))
+    for p in report["pairwise"]:
+        kappa = "n/a" if p["kappa"] is None else f"{p['kappa']:.3f}"
+        if p["kappa_ci"]:
+            kappa += f" [{p['kappa_ci'][0]:.2f}, {p['kappa_ci'][1]:.2f}]"
+        agreement = "n/a" if p["raw_agreement"] is None else f"{100 * p['raw_agreement']:.1f}%"
+        table.add_row(p["a"], p["b"], str(p["n_compared"]), str(p["n_unscored"]), agreement, kappa)
+    if report["pairwise"]:
+        console.print(table)
+    for s in report["strictness"]:
+        console.print(f"- {s['statement']}", highlight=False, style=None if s["clear"] else "dim")
+    for name, h in ((report.get("human") or {}).get("judges") or {}).items():
+        acc = "n/a" if h["accuracy"] is None else f"{100 * h['accuracy']:.1f}%"
+        f1 = "n/a" if h["macro_f1"] is None else f"{h['macro_f1']:.3f}"
+        ece = "n/a" if not h["calibration"] else f"{h['calibration']['ece']:.3f}"
+        console.print(f"{name} vs human: accuracy {acc}, macro-F1 {f1}, ECE {ece}", highlight=False)
+    paths = result.paths
+    console.print(f"wrote [bold]{paths['rows']}[/], [bold]{paths['json']}[/] and [bold]{paths['html']}[/]")
+
 
 KIND_HELP = (
     "encoder (fine-tune MiniLM on the (prompt, response) pairs) | features (the frozen-feature model, fast to train)."

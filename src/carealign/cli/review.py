@@ -68,6 +68,14 @@ def serve_cmd(
         bool, typer.Option(help="Mark cookies Secure (when served over HTTPS, e.g. behind a proxy).")
     ] = False,
     session_hours: Annotated[float, typer.Option(min=0.1, help="Login session lifetime in hours.")] = 12.0,
+    trusted_proxy: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--trusted-proxy",
+            help="Address or CIDR network of a reverse proxy whose X-Forwarded-For/-Proto to believe (repeat). "
+            "Without it every client behind the proxy shares the proxy's address for login limits.",
+        ),
+    ] = None,
 ) -> None:
     """Serve the review web app (migrates the database forward first)."""
     from datetime import timedelta
@@ -76,7 +84,12 @@ def serve_cmd(
 
     from carealign.review.web import ReviewSettings, create_app
 
-    settings = ReviewSettings(db=db, secure_cookies=secure_cookies, session_lifetime=timedelta(hours=session_hours))
+    settings = ReviewSettings(
+        db=db,
+        secure_cookies=secure_cookies,
+        session_lifetime=timedelta(hours=session_hours),
+        trusted_proxies=tuple(trusted_proxy or ()),
+    )
     web = create_app(settings)
     console.print(f"carealign review on http://{host}:{port}/ (database {db})")
     uvicorn.run(web, host=host, port=port, log_level="info", proxy_headers=False)
@@ -180,6 +193,9 @@ def groups_add_cmd(
         int, typer.Option(min=1, max=2, help="Reviews each item needs (2: disagreements are adjudicated).")
     ] = 1,
     policy: Annotated[Path | None, typer.Option(help="The group's safety policy YAML (default CARES' table).")] = None,
+    blind: Annotated[
+        bool, typer.Option(help="Blind review: judges' verdicts hidden from a reviewer until they have decided.")
+    ] = False,
     db: DbOpt = DEFAULT_DB,
 ) -> None:
     """Add a stakeholder group."""
@@ -189,7 +205,7 @@ def groups_add_cmd(
     text = _read_policy(policy)
     engine, sessions = _open(db)
     with sessions() as s:
-        accounts.create_group(s, name, Actor.cli(), reviews_required=reviews, policy_text=text)
+        accounts.create_group(s, name, Actor.cli(), reviews_required=reviews, policy_text=text, blind=blind)
         s.commit()
     engine.dispose()
     console.print(f"added group {name}")
@@ -202,9 +218,12 @@ def groups_set_cmd(
     reviews: Annotated[int | None, typer.Option(min=1, max=2, help="Reviews each new item needs.")] = None,
     policy: Annotated[Path | None, typer.Option(help="A safety policy YAML for the group.")] = None,
     clear_policy: Annotated[bool, typer.Option(help="Go back to CARES' table.")] = False,
+    blind: Annotated[
+        bool | None, typer.Option("--blind/--no-blind", help="Turn blind review on or off (default: unchanged).")
+    ] = None,
     db: DbOpt = DEFAULT_DB,
 ) -> None:
-    """Change a group's reviews required or safety policy."""
+    """Change a group's reviews required, blind review or safety policy."""
     from carealign.review import accounts
     from carealign.review.audit import Actor
 
@@ -212,7 +231,7 @@ def groups_set_cmd(
     engine, sessions = _open(db)
     with sessions() as s:
         accounts.update_group(
-            s, name, Actor.cli(), reviews_required=reviews, policy_text=text, clear_policy=clear_policy
+            s, name, Actor.cli(), reviews_required=reviews, policy_text=text, clear_policy=clear_policy, blind=blind
         )
         s.commit()
     engine.dispose()
@@ -227,10 +246,11 @@ def groups_list_cmd(db: DbOpt = DEFAULT_DB) -> None:
     from carealign.review.policies import group_policy
 
     engine, sessions = _open(db)
-    table = Table("name", "reviews", "policy", "members")
+    table = Table("name", "reviews", "blind", "policy", "members")
     with sessions() as s:
         for g in accounts.list_groups(s):
-            table.add_row(g.name, str(g.reviews_required), group_policy(g).name, ", ".join(u.name for u in g.members))
+            members = ", ".join(u.name for u in g.members)
+            table.add_row(g.name, str(g.reviews_required), "yes" if g.blind else "no", group_policy(g).name, members)
     engine.dispose()
     console.print(table)
 
@@ -294,3 +314,7 @@ def export_cmd(
         s.commit()
     engine.dispose()
     console.print(f"wrote {n} {kind} rows to {out}")
+    if n == 0:
+        from carealign.review.exports import empty_export_message
+
+        console.print(empty_export_message(kind, group))

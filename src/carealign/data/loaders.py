@@ -147,9 +147,9 @@ def load_cares(path: str | Path | None = None, *, split: str | None = None) -> l
                 "download it once and pass the local file with --prompts cares:PATH or a file path"
             )
         try:
-            import datasets
+            from datasets import load_dataset
 
-            ds = datasets.load_dataset(CARES_HUB_ID, split=split)
+            ds = load_dataset(CARES_HUB_ID, split=split)
         except Exception as exc:  # network, auth, missing dataset: all user-actionable
             raise DataError(
                 f"could not load {CARES_HUB_ID} split {split!r} from the hub ({type(exc).__name__}: {exc}); "

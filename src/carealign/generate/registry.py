@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from carealign.errors import ModelError
+from carealign.rundir import promoted_policy
 
 
 @dataclass(frozen=True)
@@ -103,8 +104,6 @@ def resolve_model_path(spec: str) -> str:
         return str(registered_model_dir(spec))
     path = Path(spec).expanduser()
     if path.is_dir() and not (path / "config.json").exists() and (path / "manifest.json").exists():
-        from carealign.align.run import promoted_policy  # a run directory: its promoted policy
-
         return resolve_model_path(promoted_policy(path))
     if path.exists():
         if not path.is_dir():
@@ -129,8 +128,6 @@ def model_fingerprint(spec: str) -> str | None:
         path = Path(spec).expanduser()
         if path.is_dir() and not (path / "config.json").exists() and (path / "manifest.json").exists():
             try:
-                from carealign.align.run import promoted_policy
-
                 path = Path(promoted_policy(path))
             except Exception:
                 return None

@@ -9,7 +9,6 @@ policy judges its own responses, as it would have in the run.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,11 +18,10 @@ from rich.console import Console
 from carealign.errors import ConfigError
 from carealign.evaluate import judge_rows, strip_judgements
 from carealign.io import read_jsonl
-from carealign.judge.registry import check_judge_spec
+from carealign.judge.registry import check_judge_spec, is_self_judge
+from carealign.rundir import CANDIDATES, RunLayout, read_selection, read_train_record
 from carealign.score.metrics import compute_metrics
-from carealign.select import SelectionRule, select
-
-_SELF = ("llm", "self", "llm:self")
+from carealign.select import select
 
 
 def ablate_validators(
@@ -40,57 +38,48 @@ def ablate_validators(
     from carealign.align.run import AlignmentRun
 
     run_dir = Path(run_dir)
+    layout = RunLayout(run_dir)
     if not validators:
         raise ConfigError("name at least one validator (--validators rules,classifier,...)")
     for spec in validators:
         check_judge_spec(spec)
-    if not (run_dir / "manifest.json").exists():
+    if not layout.manifest.exists():
         raise ConfigError(f"{run_dir} is not an alignment run directory (no manifest.json)")
     run = AlignmentRun.resume(run_dir, console=console)
     cfg = run.config
-    cycles = sorted(
-        int(p.name.removeprefix("cycle_")) for p in run_dir.glob("cycle_*") if (p / "selection.json").exists()
-    )
+    cycles = [n for n in layout.cycle_numbers() if layout.cycle(n).selection.exists()]
     if not cycles:
         raise ConfigError(f"{run_dir} has no finished cycle (no cycle_N/selection.json)")
     report: dict[str, Any] = {"run": str(run_dir), "validators": list(validators), "cycles": []}
     for cycle in cycles:
-        cdir = run_dir / f"cycle_{cycle}"
-        original = json.loads((cdir / "selection.json").read_text())
-        vdir = cdir / "validation"
-        names = ["current"] + [m for m in ("dpo", "kto") if (vdir / m / "responses.jsonl").exists()]
-        stored = {n: read_jsonl(vdir / n / "responses.jsonl") for n in names}
-        policy_spec = original.get("policy") or cfg.policy_model
+        cl = layout.cycle(cycle)
+        original = read_selection(cl.selection)
+        names = ["current"] + [m for m in CANDIDATES if cl.validation(m).responses.exists()]
+        stored = {n: read_jsonl(cl.validation(n).responses) for n in names}
+        policy_spec = original.policy or cfg.policy_model
         start_path = (
-            str(run_dir / policy_spec) if (run_dir / policy_spec).exists() else run.manifest.data["base_policy"]
+            str(layout.resolve(policy_spec)) if layout.resolve(policy_spec).exists() else run.manifest.base_policy
         )
         entry: dict[str, Any] = {
             "cycle": cycle,
-            "original": {"validator": original.get("validator"), "promoted": original["promoted"]},
+            "original": {"validator": original.validator, "promoted": original.promoted},
             "by_validator": {},
         }
         for spec in validators:
             judged: dict[str, list[dict[str, Any]]] = {}
             for name in names:
-                if spec in _SELF:
+                if is_self_judge(spec):
                     adapter = None
                     if name != "current":
-                        info = json.loads((cdir / name / "train.json").read_text())
-                        adapter = run_dir / info["adapter"]
-                    gen = run._load(start_path, f"cycle_{cycle}/{name}", adapter)
-                    judge = run._judge(spec, gen)
+                        record = read_train_record(cl.train_record(name))
+                        adapter = layout.resolve(record.adapter) if record.adapter else None
+                    gen = run.load_generator(start_path, cl.stage(name), adapter)
+                    judge = run.judge(spec, gen)
                 else:
-                    judge = run._judge(spec, None)
+                    judge = run.judge(spec, None)
                 judged[name] = judge_rows(strip_judgements(stored[name]), judge, run.policy, console=console)
             metrics = {n: compute_metrics(rows, n_resamples=200, seed=cfg.seed) for n, rows in judged.items()}
-            sel = cfg.selection
-            rule = SelectionRule(
-                max_erroneous_refusal_increase=sel.max_erroneous_refusal_increase,
-                min_improvement=sel.min_improvement,
-                confidence=sel.confidence,
-                n_resamples=sel.n_resamples,
-                seed=cfg.seed + cycle,
-            )
+            rule = cfg.selection.model_copy(update={"seed": cfg.selection.seed + cfg.seed + cycle})
             cands = {n: judged[n] for n in names if n != "current"}
             selection = select(
                 judged["current"],
@@ -109,9 +98,9 @@ def ablate_validators(
             }
         promoted = {v: e["promoted"] for v, e in entry["by_validator"].items()}
         entry["changes"] = [
-            f"{v} promotes {p} where the run's validator ({original.get('validator')}) promoted {original['promoted']}"
+            f"{v} promotes {p} where the run's validator ({original.validator}) promoted {original.promoted}"
             for v, p in promoted.items()
-            if p != original["promoted"]
+            if p != original.promoted
         ]
         entry["validators_disagree"] = len(set(promoted.values())) > 1
         report["cycles"].append(entry)

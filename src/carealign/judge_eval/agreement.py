@@ -232,42 +232,44 @@ def accuracy(
     return None if not pairs else sum(t == p for t, p in pairs) / len(pairs)
 
 
+def _class_counts(
+    truth: Sequence[VerdictLike], predicted: Sequence[VerdictLike], labels: Sequence[str]
+) -> dict[str, tuple[int, int, int]]:
+    """Per label, (true positives, false positives, false negatives) over the items both decided."""
+    pairs = _decided_pairs(truth, predicted, labels)
+    out: dict[str, tuple[int, int, int]] = {}
+    for lab in map(str, labels):
+        tp = sum(1 for t, p in pairs if t == lab and p == lab)
+        fp = sum(1 for t, p in pairs if t != lab and p == lab)
+        fn = sum(1 for t, p in pairs if t == lab and p != lab)
+        out[lab] = (tp, fp, fn)
+    return out
+
+
+def _ratio(numerator: int, denominator: int) -> float | None:
+    return None if denominator == 0 else numerator / denominator
+
+
 def per_class_recall(
     truth: Sequence[VerdictLike], predicted: Sequence[VerdictLike], labels: Sequence[str] = LABELS
 ) -> dict[str, float | None]:
     """Per label: of the items ``truth`` gives that label, the share ``predicted`` also does (``None``: none)."""
-    pairs = _decided_pairs(truth, predicted, labels)
-    out: dict[str, float | None] = {}
-    for lab in map(str, labels):
-        n = sum(1 for t, _ in pairs if t == lab)
-        out[lab] = None if n == 0 else sum(1 for t, p in pairs if t == lab and p == lab) / n
-    return out
+    return {lab: _ratio(tp, tp + fn) for lab, (tp, _, fn) in _class_counts(truth, predicted, labels).items()}
 
 
 def per_class_precision(
     truth: Sequence[VerdictLike], predicted: Sequence[VerdictLike], labels: Sequence[str] = LABELS
 ) -> dict[str, float | None]:
     """Per label: of the items ``predicted`` gives that label, the share ``truth`` also does (``None``: none)."""
-    pairs = _decided_pairs(truth, predicted, labels)
-    out: dict[str, float | None] = {}
-    for lab in map(str, labels):
-        n = sum(1 for _, p in pairs if p == lab)
-        out[lab] = None if n == 0 else sum(1 for t, p in pairs if t == lab and p == lab) / n
-    return out
+    return {lab: _ratio(tp, tp + fp) for lab, (tp, fp, _) in _class_counts(truth, predicted, labels).items()}
 
 
 def per_class_f1(
     truth: Sequence[VerdictLike], predicted: Sequence[VerdictLike], labels: Sequence[str] = LABELS
 ) -> dict[str, float | None]:
     """Per label: F1 = 2 TP / (2 TP + FP + FN); ``None`` for a label neither side uses."""
-    pairs = _decided_pairs(truth, predicted, labels)
-    out: dict[str, float | None] = {}
-    for lab in map(str, labels):
-        tp = sum(1 for t, p in pairs if t == lab and p == lab)
-        fp = sum(1 for t, p in pairs if t != lab and p == lab)
-        fn = sum(1 for t, p in pairs if t == lab and p != lab)
-        out[lab] = None if tp + fp + fn == 0 else 2 * tp / (2 * tp + fp + fn)
-    return out
+    counts = _class_counts(truth, predicted, labels)
+    return {lab: _ratio(2 * tp, 2 * tp + fp + fn) for lab, (tp, fp, fn) in counts.items()}
 
 
 def macro_f1(
@@ -632,7 +634,7 @@ def agreement_report(
     levels = read_harm_levels(rows, source=source)
     human = read_verdicts(rows, human_field, source=source, what="human verdict") if human_field else None
     clusters = row_clusters(rows)
-    boot = {"n_resamples": n_resamples, "confidence": confidence, "seed": seed}
+    boot: dict[str, Any] = {"n_resamples": n_resamples, "confidence": confidence, "seed": seed}
 
     report: dict[str, Any] = {
         "n_rows": len(rows),

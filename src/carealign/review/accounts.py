@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Sequence
 
 from sqlalchemy import func, select
@@ -10,20 +11,29 @@ from sqlalchemy.orm import Session
 
 from carealign.errors import ConfigError
 from carealign.review.audit import Actor, record
-from carealign.review.auth import MIN_PASSWORD_LENGTH, end_user_sessions, hash_password
+from carealign.review.auth import MIN_PASSWORD_LENGTH, end_user_sessions, hash_password, normalize_name
 from carealign.review.errors import InvalidInput, NotFound
 from carealign.review.models import Group, Role, User
 from carealign.review.policies import parse_policy_text
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")
+#: A letter or digit of any script, then up to 63 letters, digits, marks, ``_ . @ -``.
+_NAME = re.compile(r"^[^\W_][\w.@-]{0,63}$")
 #: How many reviews an item of a group may require.
 REVIEWS_REQUIRED_CHOICES = (1, 2)
 
 
 def check_name(name: str, what: str) -> str:
-    """A user or group name: 1-64 letters, digits, ``_ . @ -``, starting with a letter or digit."""
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise InvalidInput(f"{what} name {name!r}: use 1-64 letters, digits, '_', '.', '@' or '-'")
+    """A user or group name, in Unicode NFC: 1-64 letters (of any script, ``dr.müller``,
+    ``李医生``), digits, ``_ . @ -``, starting with a letter or digit. Spaces, punctuation,
+    control and bidirectional characters are refused."""
+    if not isinstance(name, str):
+        raise InvalidInput(f"{what} name {name!r}: expected text")
+    name = normalize_name(name)
+    if not _NAME.fullmatch(name) or any(unicodedata.category(ch).startswith("C") for ch in name):
+        raise InvalidInput(
+            f"{what} name {name!r}: use 1-64 letters (any script), digits, '_', '.', '@' or '-', "
+            "starting with a letter or digit"
+        )
     return name
 
 
@@ -44,33 +54,45 @@ def check_role(role: str) -> Role:
 
 
 def get_user(db: Session, name: str) -> User:
-    user = db.scalar(select(User).where(User.name == name))
+    user = db.scalar(select(User).where(User.name == normalize_name(name)))
     if user is None:
         raise NotFound(f"no user named {name!r}")
     return user
 
 
 def get_group(db: Session, name: str) -> Group:
-    group = db.scalar(select(Group).where(Group.name == name))
+    group = db.scalar(select(Group).where(Group.name == normalize_name(name)))
     if group is None:
         raise NotFound(f"no group named {name!r}")
     return group
 
 
 def _group_summary(group: Group) -> dict[str, object]:
-    return {"name": group.name, "reviews_required": group.reviews_required, "policy": group.policy_text}
+    return {
+        "name": group.name,
+        "reviews_required": group.reviews_required,
+        "blind": bool(group.blind),
+        "policy": group.policy_text,
+    }
 
 
 def create_group(
-    db: Session, name: str, actor: Actor, *, reviews_required: int = 1, policy_text: str | None = None
+    db: Session,
+    name: str,
+    actor: Actor,
+    *,
+    reviews_required: int = 1,
+    policy_text: str | None = None,
+    blind: bool = False,
 ) -> Group:
-    """Create a stakeholder group, optionally with its own safety policy (YAML/JSON text). Flushes."""
-    check_name(name, "group")
+    """Create a stakeholder group, optionally with its own safety policy (YAML/JSON text) and blind
+    review (judges' verdicts hidden until the reviewer decides). Flushes."""
+    name = check_name(name, "group")
     if db.scalar(select(Group.id).where(Group.name == name)) is not None:
         raise InvalidInput(f"group {name!r} already exists")
     _check_reviews(reviews_required)
     policy_text = _check_policy(policy_text, name)
-    group = Group(name=name, reviews_required=reviews_required, policy_text=policy_text)
+    group = Group(name=name, reviews_required=reviews_required, policy_text=policy_text, blind=blind)
     db.add(group)
     db.flush()
     record(db, actor, "group.create", target=f"group:{name}", new=_group_summary(group))
@@ -93,12 +115,16 @@ def update_group(
     reviews_required: int | None = None,
     policy_text: str | None = None,
     clear_policy: bool = False,
+    blind: bool | None = None,
 ) -> Group:
-    """Change a group's number of required reviews (for items imported from now on) and its policy. Flushes."""
+    """Change a group's number of required reviews (for items imported from now on), its policy
+    and blind review. Flushes."""
     group = get_group(db, name)
     old = _group_summary(group)
     if reviews_required is not None:
         group.reviews_required = _check_reviews(reviews_required)
+    if blind is not None:
+        group.blind = blind
     if clear_policy:
         group.policy_text = None
     elif policy_text is not None:
@@ -136,7 +162,7 @@ def _groups(db: Session, names: Sequence[str]) -> list[Group]:
 
 def create_user(db: Session, name: str, password: str, role: str, actor: Actor, *, groups: Sequence[str] = ()) -> User:
     """Create a user with an Argon2id password hash, a role and group memberships. Flushes."""
-    check_name(name, "user")
+    name = check_name(name, "user")
     check_password(password)
     r = check_role(role)
     if db.scalar(select(User.id).where(User.name == name)) is not None:

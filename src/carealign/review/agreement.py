@@ -1,4 +1,4 @@
-"""Agreement between reviewers of a group (and between its decisions and each judge).
+"""Agreement between reviewers of a group (and between its decisions, and its blind reviews, and each judge).
 
 For items reviewed twice, the share of items whose two reviews agree and Fleiss' kappa (with two
 ratings per item it equals Scott's pi: agreement corrected for the agreement expected from the
@@ -81,21 +81,29 @@ class GroupStats:
     """Counts and agreement figures of one group."""
 
     group: str
+    blind: bool = False
     items: dict[str, int] = field(default_factory=dict)
     labels: Agreement = field(default_factory=Agreement)
     pairs: Agreement = field(default_factory=Agreement)
     adjudicated: int = 0
     judges: list[JudgeAgreement] = field(default_factory=list)
+    #: Each judge against the reviews given blind (without seeing any judge): labels the judges
+    #: could not have anchored, so the fairest check of a judge.
+    blind_judges: list[JudgeAgreement] = field(default_factory=list)
+    blind_reviews: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
-        out["judges"] = [{"judge": j.judge, "items": j.items, "agree": j.agree, "rate": j.rate} for j in self.judges]
+        for key in ("judges", "blind_judges"):
+            out[key] = [
+                {"judge": j.judge, "items": j.items, "agree": j.agree, "rate": j.rate} for j in getattr(self, key)
+            ]
         return out
 
 
 def group_stats(db: Session, group: Group) -> GroupStats:
     """Queue counts, reviewer agreement and judge-vs-human agreement of a group."""
-    stats = GroupStats(group=group.name)
+    stats = GroupStats(group=group.name, blind=bool(group.blind))
     counts = db.execute(
         select(Item.kind, Item.status, func.count()).where(Item.group_id == group.id).group_by(Item.kind, Item.status)
     ).all()
@@ -129,4 +137,30 @@ def group_stats(db: Session, group: Group) -> GroupStats:
         per_judge[judge][0] += 1
         per_judge[judge][1] += int(verdict == final)
     stats.judges = [JudgeAgreement(j, n, a) for j, (n, a) in sorted(per_judge.items())]
+    stats.blind_reviews, stats.blind_judges = _blind_agreement(db, group)
     return stats
+
+
+def _blind_agreement(db: Session, group: Group) -> tuple[int, list[JudgeAgreement]]:
+    """How many label reviews of the group were given blind, and each judge's agreement with them."""
+    rows = db.execute(
+        select(Review.id, JudgeVerdict.judge, JudgeVerdict.verdict, Review.verdict)
+        .join(Item, Item.id == Review.item_id)
+        .join(JudgeVerdict, JudgeVerdict.response_id == Item.response_id)
+        .where(
+            Item.group_id == group.id,
+            Item.kind == ItemKind.LABEL.value,
+            Review.blind.is_(True),
+            Review.verdict.is_not(None),
+        )
+    ).all()
+    reviews = db.scalar(
+        select(func.count(Review.id))
+        .join(Item, Item.id == Review.item_id)
+        .where(Item.group_id == group.id, Item.kind == ItemKind.LABEL.value, Review.blind.is_(True))
+    )
+    per_judge: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for _review_id, judge, verdict, human in rows:
+        per_judge[judge][0] += 1
+        per_judge[judge][1] += int(verdict == human)
+    return int(reviews or 0), [JudgeAgreement(j, n, a) for j, (n, a) in sorted(per_judge.items())]

@@ -63,7 +63,7 @@ def record(
 
 def audit_query(
     *, item_id: int | None = None, actor: str | None = None, action: str | None = None
-) -> Select[tuple[AuditEntry]]:
+) -> Select[AuditEntry]:
     """Audit entries, newest first, filtered by item, actor name and action (prefix, e.g. ``review``)."""
     q = select(AuditEntry).order_by(AuditEntry.id.desc())
     if item_id is not None:

@@ -71,8 +71,8 @@ class SQLiteWriteLock:
         self._timeout = timeout
         dialect = engine.dialect
         self._do_commit, self._do_rollback = dialect.do_commit, dialect.do_rollback
-        dialect.do_commit = self._commit  # type: ignore[method-assign]
-        dialect.do_rollback = self._rollback  # type: ignore[method-assign]
+        dialect.do_commit = self._commit  # type: ignore[method-assign,assignment]
+        dialect.do_rollback = self._rollback  # type: ignore[method-assign,assignment]
         event.listen(engine, "before_cursor_execute", self._before_execute)
         event.listen(engine.pool, "close", lambda dbapi_conn, _rec: self._release(dbapi_conn))
         event.listen(engine.pool, "invalidate", lambda dbapi_conn, _rec, _exc: self._release(dbapi_conn))

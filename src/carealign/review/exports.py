@@ -37,11 +37,29 @@ from carealign.review.accounts import get_group
 from carealign.review.audit import iter_audit_rows
 from carealign.review.errors import InvalidInput
 from carealign.review.models import Group, Item, ItemKind, ItemStatus, Response, Review
-from carealign.review.policies import group_policy
+from carealign.review.policies import correction_is_preference, group_policy
 from carealign.score.policy import SafetyPolicy
 
 #: What ``export`` can write.
 EXPORT_KINDS = ("labels", "dpo", "kto", "judge", "audit")
+
+#: Why an export of each kind can be empty (said instead of handing out an empty file).
+EMPTY_REASONS = {
+    "labels": "no label item has been decided yet",
+    "dpo": (
+        "no pairwise choice of A or B has been decided, and no decided correction is on a response whose "
+        "verdict scores below the policy's threshold"
+    ),
+    "kto": "no decided label item has a known harm level or a correction",
+    "judge": "no label item has been decided yet",
+    "audit": "nothing has been recorded yet",
+}
+
+
+def empty_export_message(kind: str, group: str | None) -> str:
+    """What to tell someone whose export of ``kind`` (for ``group``) has no rows."""
+    where = f" in group {group}" if group else ""
+    return f"Nothing to export as {kind}{where}: {EMPTY_REASONS[kind]}."
 
 
 def _user(text: str) -> list[dict[str, str]]:
@@ -146,12 +164,6 @@ def _meta(item: Item) -> dict[str, Any]:
     }
 
 
-def _correction_is_preference(policy: SafetyPolicy, level: int | None, verdict: str) -> bool:
-    """A correction makes a DPO pair when the human verdict leaves the original below the threshold."""
-    score = policy.score(level, verdict)
-    return score is None or score < policy.desirable_threshold
-
-
 def dpo_rows(db: Session, group: str | None = None) -> Iterator[dict[str, Any]]:
     """DPO pairs from pairwise choices and from corrected responses (see the module docstring)."""
     policies = _Policies()
@@ -173,7 +185,7 @@ def dpo_rows(db: Session, group: str | None = None) -> Iterator[dict[str, Any]]:
     for item in _decided(db, ItemKind.LABEL, group):
         if not item.final_response or item.final_verdict is None:
             continue
-        if not _correction_is_preference(policies(item.group), item.prompt.harm_level, item.final_verdict):
+        if not correction_is_preference(policies(item.group), item.prompt.harm_level, item.final_verdict):
             continue
         yield {
             "prompt": _user(item.prompt.text),

@@ -318,8 +318,10 @@ def import_sources(
     for src, r in parsed:
         pid = prompts[r.key].id
         sha = _sha(r.response)
-        resp = responses.get((pid, sha))
-        if resp is None:
+        found = responses.get((pid, sha))
+        if found is not None:
+            resp = found
+        else:
             resp = Response(
                 prompt_id=pid, text=r.response, text_sha256=sha, source=src.name[:512], model=r.model, sample=r.sample
             )
@@ -338,17 +340,17 @@ def import_sources(
     changed_responses: set[int] = set()
     for src, r, resp in row_responses:
         for judge, verdict, conf in r.judges:
-            v = verdicts.get((resp.id, judge))
-            if v is None:
-                v = JudgeVerdict(
+            current = verdicts.get((resp.id, judge))
+            if current is None:
+                current = JudgeVerdict(
                     response_id=resp.id, judge=judge, verdict=verdict, confidence=conf, source=src.name[:512]
                 )
-                verdicts[(resp.id, judge)] = v
-                db.add(v)
+                verdicts[(resp.id, judge)] = current
+                db.add(current)
                 report.verdicts_added += 1
                 changed_responses.add(resp.id)
-            elif (v.verdict, v.confidence) != (verdict, conf):
-                v.verdict, v.confidence, v.source = verdict, conf, src.name[:512]
+            elif (current.verdict, current.confidence) != (verdict, conf):
+                current.verdict, current.confidence, current.source = verdict, conf, src.name[:512]
                 report.verdicts_changed += 1
                 changed_responses.add(resp.id)
     db.flush()

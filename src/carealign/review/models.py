@@ -1,5 +1,5 @@
 """The review database: users and groups, imported prompts/responses/judge verdicts, review items,
-human reviews, the audit log, login sessions and login attempts (SQLAlchemy 2.0 typed ORM).
+human reviews and skips, the audit log, login sessions and login attempts (SQLAlchemy 2.0 typed ORM).
 
 The schema is created and changed by the Alembic migrations in ``review/migrations``; a test
 checks that these models and the migrations agree.
@@ -24,6 +24,8 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -140,6 +142,8 @@ class Group(Base):
     name: Mapped[str] = mapped_column(String(64), unique=True)
     reviews_required: Mapped[int] = mapped_column(Integer, default=1)
     policy_text: Mapped[str | None] = mapped_column(Text, default=None)
+    #: Blind review: judges' verdicts are hidden from a reviewer until they have given their own.
+    blind: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     members: Mapped[list[User]] = relationship(secondary="memberships", back_populates="groups", order_by="User.name")
@@ -238,7 +242,7 @@ class Item(Base):
     decided_by: Mapped[User | None] = relationship(foreign_keys=[decided_by_id])
     reviews: Mapped[list[Review]] = relationship(order_by="Review.id", back_populates="item")
 
-    __mapper_args__: ClassVar[dict[str, Any]] = {"version_id_col": version}
+    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012 (SQLAlchemy reads it once, never mutated)
 
 
 #: The queue's order (highest priority first, oldest first among equals), served from one index.
@@ -259,11 +263,23 @@ class Review(Base):
     choice: Mapped[str | None] = mapped_column(String(8), default=None)
     corrected_response: Mapped[str | None] = mapped_column(Text, default=None)
     note: Mapped[str | None] = mapped_column(Text, default=None)
+    #: The judges' verdicts were hidden from the reviewer when this review was first given.
+    blind: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     item: Mapped[Item] = relationship(back_populates="reviews")
     reviewer: Mapped[User] = relationship()
+
+
+class ReviewSkip(Base):
+    """A reviewer skipped an item: "next" offers it to them again only when nothing else is left."""
+
+    __tablename__ = "review_skips"
+
+    item_id: Mapped[int] = mapped_column(ForeignKey("items.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class AuditEntry(Base):
@@ -311,3 +327,6 @@ class LoginAttempt(Base):
     username: Mapped[str] = mapped_column(String(64))
     ip: Mapped[str] = mapped_column(String(64))
     ok: Mapped[bool] = mapped_column(Boolean)
+    #: The password has been checked (``ok`` is final); an unchecked attempt counts as a failure
+    #: for its user name and address, so that simultaneous attempts cannot slip under the limit.
+    checked: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())

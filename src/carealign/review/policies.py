@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING
 
 import yaml
@@ -35,7 +36,19 @@ def parse_policy_text(text: str, *, where: str = "policy") -> SafetyPolicy:
 
 
 def group_policy(group: Group) -> SafetyPolicy:
-    """The group's safety policy; CARES' table when the group has none."""
-    if not group.policy_text:
+    """The group's safety policy; CARES' table when the group has none (parsed once per text)."""
+    return _policy(group.policy_text or None, group.name)
+
+
+@functools.lru_cache(maxsize=64)
+def _policy(text: str | None, group: str) -> SafetyPolicy:
+    if text is None:
         return SafetyPolicy.cares()
-    return parse_policy_text(group.policy_text, where=f"group {group.name!r} policy")
+    return parse_policy_text(text, where=f"group {group!r} policy")
+
+
+def correction_is_preference(policy: SafetyPolicy, harm_level: int | None, verdict: str) -> bool:
+    """Whether a correction becomes a DPO pair (correction chosen, original rejected): when the
+    human verdict scores the original below the policy's threshold, or the harm level is unknown."""
+    score = policy.score(harm_level, verdict)
+    return score is None or score < policy.desirable_threshold

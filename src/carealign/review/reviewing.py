@@ -26,9 +26,12 @@ from carealign.review.accounts import can_access_group
 from carealign.review.audit import Actor, record
 from carealign.review.errors import Conflict, Forbidden, InvalidInput, NotFound
 from carealign.review.models import Choice, Decision, Item, ItemKind, ItemStatus, Response, Review, User, utcnow
+from carealign.review.policies import group_policy
+from carealign.review.wording import excluded_correction_warning
 
-#: Longest corrected response and note accepted.
-MAX_CORRECTION = 20_000
+#: Longest corrected response accepted (characters): room for a correction started from a long response.
+MAX_CORRECTION = 200_000
+#: Longest note accepted (characters).
 MAX_NOTE = 5_000
 
 
@@ -92,6 +95,8 @@ def parse_verdict(value: str | None) -> str:
     except ValueError:
         v = Verdict.UNSCORED
     if v not in DECIDED_VERDICTS:
+        if not value:
+            raise InvalidInput("choose a verdict: the response complied, hedged or warned, or declined")
         raise InvalidInput(f"verdict {value!r}: expected Accept, Caution or Refuse")
     return v.value
 
@@ -109,7 +114,7 @@ def _clean_text(value: str | None, limit: int, what: str) -> str | None:
         return None
     text = value.replace("\r\n", "\n").strip()
     if len(text) > limit:
-        raise InvalidInput(f"{what} too long: {len(text)} characters, at most {limit}")
+        raise InvalidInput(f"{what} too long: {len(text):,} characters, at most {limit:,}")
     return text or None
 
 
@@ -181,8 +186,12 @@ def _review(
     if item.kind != kind.value:
         what = "a verdict" if kind is ItemKind.LABEL else "a choice"
         raise InvalidInput(f"item {item_id} is a {item.kind} item; it does not take {what}")
-    _check_version(item, version)
     mine = next((r for r in item.reviews if r.reviewer_id == user.id), None)
+    if not (mine is None and item.status == ItemStatus.OPEN.value and len(item.reviews) < item.required_reviews):
+        # Another reviewer's review of an item that still has room for this one is no conflict:
+        # reviews are independent (and blind), so only a change this reviewer must see first is.
+        _check_version(item, version)
+    version = item.version
     if item.decision == Decision.ADJUDICATED.value:
         raise Conflict(f"item {item_id} was adjudicated; only an admin can change it now", item_state(item))
     if mine is None and len(item.reviews) >= item.required_reviews:
@@ -194,7 +203,8 @@ def _review(
     old = {"review": _review_value(mine), "state": item_state(item)}
     now = utcnow()
     if mine is None:
-        mine = Review(item=item, reviewer=user, created_at=now, updated_at=now, **fields)
+        # blind: the group withholds the judges' verdicts, and this is the reviewer's first review
+        mine = Review(item=item, reviewer=user, created_at=now, updated_at=now, blind=item.group.blind, **fields)
         db.add(mine)
         action = "review.create"
     else:
@@ -238,6 +248,20 @@ def submit_choice(db: Session, item_id: int, user: User, *, choice: str, version
     """Record which of a pair item's two responses ``user`` finds better (``a``, ``b`` or ``tie``). Commits."""
     fields = {"choice": parse_choice(choice), "note": _clean_text(note, MAX_NOTE, "note")}
     return _review(db, item_id, user, version, ItemKind.PAIR, fields)
+
+
+def other_responses(db: Session, item: Item) -> list[Response]:
+    """The other responses to the item's prompt that are up for review in the same group (other
+    samples, other models), with their judges' verdicts: what the reviewer compares the response with."""
+    shown = {item.response_id, item.response_b_id}
+    in_group = select(Item.response_id).where(Item.group_id == item.group_id, Item.prompt_id == item.prompt_id)
+    rows = db.scalars(
+        select(Response)
+        .where(Response.prompt_id == item.prompt_id, Response.id.in_(in_group))
+        .options(selectinload(Response.verdicts))
+        .order_by(Response.source, Response.sample, Response.id)
+    ).all()
+    return [r for r in rows if r.id not in shown]
 
 
 def can_adjudicate(user: User, item: Item) -> bool:
@@ -302,3 +326,18 @@ def adjudicate(
     )
     _save(db, item, version, commit=True)  # one flush: the version check, the changes and the audit entry
     return item
+
+
+def correction_warning(item: Item, user: User) -> str | None:
+    """The warning for ``user``'s latest change to a label item when its correction would be left
+    out of the DPO export (see :func:`carealign.review.wording.excluded_correction_warning`)."""
+    if item.kind != ItemKind.LABEL.value:
+        return None
+    if item.decision == Decision.ADJUDICATED.value and item.decided_by_id == user.id:
+        verdict, correction = item.final_verdict, item.final_response
+    else:
+        mine = next((r for r in item.reviews if r.reviewer_id == user.id), None)
+        if mine is None:
+            return None
+        verdict, correction = mine.verdict, mine.corrected_response
+    return excluded_correction_warning(group_policy(item.group), item.prompt.harm_level, verdict, correction)

@@ -140,7 +140,7 @@ def compute_metrics(
 ) -> dict[str, Any]:
     """Overall metrics and breakdowns ``by_harm_level``, ``by_method`` and ``by_principle``."""
     scored = [it if isinstance(it, ScoredItem) else ScoredItem.from_row(it) for it in items]
-    kw = {"n_resamples": n_resamples, "confidence": confidence, "seed": seed}
+    kw: dict[str, Any] = {"n_resamples": n_resamples, "confidence": confidence, "seed": seed}
     result = metric_block(scored, **kw)
     for key, attr in (("by_harm_level", "harm_level"), ("by_method", "method"), ("by_principle", "principle")):
         groups: dict[str, list[ScoredItem]] = defaultdict(list)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
+import anyio.to_thread
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import func, select
@@ -18,10 +19,11 @@ from sqlalchemy import func, select
 from carealign.review import accounts, reviewing
 from carealign.review.agreement import group_stats
 from carealign.review.audit import Actor, audit_query, entry_row
-from carealign.review.auth import authenticate, end_session, start_session
+from carealign.review.auth import end_session, start_session
 from carealign.review.errors import Forbidden
 from carealign.review.importing import SourceRows, import_sources
-from carealign.review.queue import claim_next, queue_count, queue_query
+from carealign.review.queue import QueueFilter, claim_next, progress, queue_count, queue_query, skip
+from carealign.review.web.actions import run_item_action
 from carealign.review.web.admin import jsonl_download
 from carealign.review.web.deps import (
     SESSION_COOKIE,
@@ -34,6 +36,7 @@ from carealign.review.web.deps import (
     ItemId,
     NameParam,
 )
+from carealign.review.web.login import log_in
 from carealign.review.web.schemas import (
     AdjudicateIn,
     ChoiceBody,
@@ -56,12 +59,13 @@ def _me(auth: Any) -> dict[str, Any]:
 
 
 @router.post("/login", summary="Log in; sets the session cookie and returns the CSRF token")
-def login(request: Request, db: Db, body: LoginIn) -> Response:
-    ip = request.client.host if request.client else "unknown"
-    user = authenticate(db, body.name, body.password, ip, request.app.state.settings.login_limits)
+async def login(request: Request, db: Db, body: LoginIn) -> Response:
+    user = await log_in(request, db, body.name, body.password)
     if user is None:
         return JSONResponse({"detail": "wrong user name or password"}, status_code=401)
-    token, session = start_session(db, user, request.app.state.settings.session_lifetime)
+    token, session = await anyio.to_thread.run_sync(
+        start_session, db, user, request.app.state.settings.session_lifetime
+    )
     response = JSONResponse({"user": user_view(user), "csrf_token": session.csrf_token})
     response.set_cookie(
         SESSION_COOKIE,
@@ -106,62 +110,62 @@ def queue(
     tab: Annotated[str, Query(pattern="^(review|adjudicate|done)$")] = "review",
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    harm_level: Annotated[int | None, Query(ge=0, le=3, description="Only this harm level.")] = None,
+    principle: Annotated[str | None, Query(max_length=128, description="Only this principle.")] = None,
+    source: Annotated[str | None, Query(max_length=512, description="Only responses from this source.")] = None,
 ) -> dict[str, Any]:
     ids = _ids(db, auth, group)
-    items = db.scalars(queue_query(auth.user, ids, tab).limit(limit).offset(offset)).all()
-    return {"total": queue_count(db, auth.user, ids, tab), "items": [item_summary(i) for i in items]}
+    flt = QueueFilter(harm_level, principle or None, source or None)
+    items = db.scalars(queue_query(auth.user, ids, tab, flt).limit(limit).offset(offset)).all()
+    done = progress(db, auth.user, ids, flt)
+    return {
+        "total": queue_count(db, auth.user, ids, tab, flt),
+        "progress": {"reviewed": done.reviewed, "left": done.left},
+        "items": [item_summary(i, auth.user) for i in items],
+    }
 
 
 @router.post("/queue/next", summary="Reserve the next item to review (null when the queue is empty)")
 def queue_next(db: Db, auth: ApiWriteAuth, body: NextIn) -> dict[str, Any]:
-    item = claim_next(db, auth.user, _ids(db, auth, body.group))
+    flt = QueueFilter(body.harm_level, body.principle or None, body.source or None)
+    item = claim_next(db, auth.user, _ids(db, auth, body.group), flt)
     if item is None:
         return {"item": None}
     return {"item": item_view(reviewing.load_item(db, item.id, auth.user), auth.user)}
 
 
+@router.post("/items/{item_id}/skip", summary="Skip an item: release your reservation; next offers it last")
+def skip_item(db: Db, auth: ApiWriteAuth, item_id: ItemId) -> dict[str, Any]:
+    skip(db, reviewing.load_item(db, item_id, auth.user, with_verdicts=False), auth.user)
+    return {"skipped": item_id}
+
+
 @router.get("/items/{item_id}", summary="An item with its prompt, response(s), judge verdicts and reviews")
 def get_item(db: Db, auth: CurrentAuth, item_id: ItemId) -> dict[str, Any]:
-    return item_view(reviewing.load_item(db, item_id, auth.user), auth.user)
+    item = reviewing.load_item(db, item_id, auth.user)
+    return item_view(item, auth.user, reviewing.other_responses(db, item))
 
 
-def _fresh(db: Db, item: Any, auth: Any) -> dict[str, Any]:
-    return item_view(reviewing.load_item(db, item.id, auth.user), auth.user)
+def _act(db: Db, auth: Any, item_id: int, action: str, body: ReviewIn | ChoiceBody | AdjudicateIn) -> dict[str, Any]:
+    """Run an item action with a JSON body; answer the item as it is now, with the action's warnings."""
+    result = run_item_action(db, auth, item_id, action, body.version, body.model_dump(exclude={"version"}))
+    view = item_view(reviewing.load_item(db, result.item.id, auth.user), auth.user)
+    return {**view, "warnings": [result.warning] if result.warning else []}
 
 
 @router.post("/items/{item_id}/review", summary="Set (or change) your verdict on a label item")
 def review(db: Db, auth: ApiWriteAuth, item_id: ItemId, body: ReviewIn) -> dict[str, Any]:
-    item = reviewing.submit_review(
-        db,
-        item_id,
-        auth.user,
-        verdict=body.verdict,
-        version=body.version,
-        corrected_response=body.corrected_response,
-        note=body.note,
-    )
-    return _fresh(db, item, auth)
+    return _act(db, auth, item_id, "review", body)
 
 
 @router.post("/items/{item_id}/choice", summary="Choose the better response of a pair item")
 def choice(db: Db, auth: ApiWriteAuth, item_id: ItemId, body: ChoiceBody) -> dict[str, Any]:
-    item = reviewing.submit_choice(db, item_id, auth.user, choice=body.choice, version=body.version, note=body.note)
-    return _fresh(db, item, auth)
+    return _act(db, auth, item_id, "choice", body)
 
 
 @router.post("/items/{item_id}/adjudicate", summary="Decide an item whose reviewers disagree")
 def adjudicate(db: Db, auth: ApiWriteAuth, item_id: ItemId, body: AdjudicateIn) -> dict[str, Any]:
-    item = reviewing.adjudicate(
-        db,
-        item_id,
-        auth.user,
-        version=body.version,
-        verdict=body.verdict,
-        choice=body.choice,
-        corrected_response=body.corrected_response,
-        note=body.note,
-    )
-    return _fresh(db, item, auth)
+    return _act(db, auth, item_id, "adjudicate", body)
 
 
 @router.get("/groups", summary="Your groups with queue counts and reviewer agreement")
@@ -175,7 +179,12 @@ def groups(db: Db, auth: CurrentAuth) -> list[dict[str, Any]]:
 @router.post("/groups", summary="Create a group (admin)", status_code=201)
 def create_group(db: Db, auth: ApiAdminWriteAuth, body: GroupIn) -> dict[str, Any]:
     g = accounts.create_group(
-        db, body.name, Actor.of(auth.user), reviews_required=body.reviews_required, policy_text=body.policy
+        db,
+        body.name,
+        Actor.of(auth.user),
+        reviews_required=body.reviews_required,
+        policy_text=body.policy,
+        blind=body.blind,
     )
     db.commit()
     return group_view(g, with_policy=True)
@@ -190,6 +199,7 @@ def update_group(db: Db, auth: ApiAdminWriteAuth, name: NameParam, body: GroupPa
         reviews_required=body.reviews_required,
         policy_text=body.policy if body.policy and body.policy.strip() else None,
         clear_policy=body.policy is not None and not body.policy.strip(),
+        blind=body.blind,
     )
     db.commit()
     return group_view(g, with_policy=True)

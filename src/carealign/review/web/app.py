@@ -18,13 +18,19 @@ from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import text
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from carealign.errors import CarealignError
 from carealign.review.auth import LoginLimits, LoginRefused
 from carealign.review.db import open_database
 from carealign.review.errors import Conflict, ReviewError
 from carealign.review.web.deps import NotAuthenticated, optional_auth
+from carealign.review.web.gate import RequestGate
+from carealign.review.web.templating import render
+from carealign.review.web.text import show_controls
+from carealign.review.wording import verdict_phrase
 
 #: Response headers that keep pages out of frames and scripts to this origin.
 SECURITY_HEADERS = {
@@ -48,6 +54,13 @@ class ReviewSettings:
     session_lifetime: timedelta = field(default=timedelta(hours=12), metadata={"help": "Login session lifetime."})
     login_limits: LoginLimits = field(default_factory=LoginLimits, metadata={"help": "Failed-login rate limits."})
     migrate: bool = field(default=True, metadata={"help": "Bring the schema up to date on start."})
+    trusted_proxies: tuple[str, ...] = field(
+        default=(),
+        metadata={
+            "help": "Addresses or networks (CIDR) of reverse proxies whose X-Forwarded-For and X-Forwarded-Proto "
+            "are believed; empty: the TCP peer is the client."
+        },
+    )
     threads: int = field(
         default=int(os.environ.get("CAREALIGN_REVIEW_THREADS", "8")),
         metadata={"help": "Worker threads for requests (more only adds contention for the GIL and the database)."},
@@ -108,10 +121,15 @@ def create_app(settings: ReviewSettings | str) -> FastAPI:
     package = resources.files("carealign.review")
     templates = Jinja2Templates(directory=str(package.joinpath("templates")))
     templates.env.globals["harm_class"] = lambda lv: f"harm harm-{lv if lv is not None else 'unknown'}"
+    templates.env.globals["verdict_phrase"] = verdict_phrase
+    templates.env.filters["bidi"] = show_controls
     app.state.templates = templates
     app.mount("/static", StaticFiles(directory=str(package.joinpath("static"))), name="static")
 
+    app.add_middleware(RequestGate, sessions=sessions)  # innermost of the three: runs after the others
     app.add_middleware(SecurityHeaders)
+    if settings.trusted_proxies:
+        app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=list(settings.trusted_proxies))  # outermost
 
     _install_handlers(app)
 
@@ -128,16 +146,6 @@ def create_app(settings: ReviewSettings | str) -> FastAPI:
         return {"status": "ok"}
 
     return app
-
-
-def render(
-    request: Request, name: str, context: dict[str, Any] | None = None, *, status_code: int = 200, auth: Any = None
-) -> Response:
-    """Render a page template with the logged-in user, their CSRF token and their groups."""
-    ctx: dict[str, Any] = {"auth": auth, "user": auth.user if auth else None}
-    ctx["csrf_token"] = auth.csrf_token if auth else None
-    ctx.update(context or {})
-    return request.app.state.templates.TemplateResponse(request, name, ctx, status_code=status_code)
 
 
 def _error_page(request: Request, status: int, message: str) -> Response:
@@ -180,6 +188,15 @@ def _install_handlers(app: FastAPI) -> None:
         if _is_api(request):
             return JSONResponse({"detail": str(exc)}, status_code=400)
         return _error_page(request, 400, str(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if _is_api(request):
+            return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+        response = _error_page(request, exc.status_code, str(exc.detail))
+        if exc.headers:
+            response.headers.update(exc.headers)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:

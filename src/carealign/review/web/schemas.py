@@ -44,6 +44,9 @@ class AdjudicateIn(_In):
 
 class NextIn(_In):
     group: str | None = Field(default=None, max_length=64, description="Only this group's queue.")
+    harm_level: int | None = Field(default=None, ge=0, le=3, description="Only this harm level.")
+    principle: str | None = Field(default=None, max_length=128, description="Only this CARES principle.")
+    source: str | None = Field(default=None, max_length=512, description="Only responses from this source.")
 
 
 class UserIn(_In):
@@ -63,11 +66,13 @@ class UserPatch(_In):
 class GroupIn(_In):
     name: str = Field(min_length=1, max_length=64)
     reviews_required: Literal[1, 2] = 1
+    blind: bool = Field(default=False, description="Hide judges' verdicts until the reviewer decides.")
     policy: str | None = Field(default=None, max_length=20_000, description="Safety policy YAML/JSON.")
 
 
 class GroupPatch(_In):
     reviews_required: Literal[1, 2] | None = None
+    blind: bool | None = Field(default=None, description="Hide judges' verdicts until the reviewer decides.")
     policy: str | None = Field(default=None, max_length=20_000, description="Safety policy; empty text clears it.")
 
 

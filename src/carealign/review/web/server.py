@@ -30,7 +30,10 @@ class BackgroundServer:
     def __init__(self, app: FastAPI, host: str = "127.0.0.1", port: int | None = None, log_level: str = "warning"):
         self.host = host
         self.port = port or free_port(host)
-        config = uvicorn.Config(app, host=host, port=self.port, log_level=log_level, access_log=False)
+        # proxy_headers off: the app believes forwarded addresses only from ReviewSettings.trusted_proxies
+        config = uvicorn.Config(
+            app, host=host, port=self.port, log_level=log_level, access_log=False, proxy_headers=False
+        )
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, name="review-server", daemon=True)
 
