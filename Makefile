@@ -39,18 +39,21 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/judge_throughput.py
 	$(BIN)/python benchmarks/gateway_load.py
 
-# Rebuild the shipped classifier judge and harm-level estimator (needs ../shared/data for the judge).
-JUDGE_DATA := datasets/judge
+# Rebuild the shipped classifier judge and harm-level estimator (fixed seeds; offline).
+# JUDGE_KIND=encoder fine-tunes MiniLM instead of the frozen-feature model (see docs/judges.md);
+# JUDGE_EXTRA=FILE adds labelled rows, e.g. `carealign review export --kind judge`.
+JUDGE_DATA  := datasets/judge
+JUDGE_KIND  ?= features
+JUDGE_EXTRA ?=
+JUDGE_HELDOUT := $(foreach f,heldout smollm2_heldout public_heldout contrast other_models_heldout,\
+  $(if $(wildcard $(JUDGE_DATA)/$(f).jsonl),--heldout $(JUDGE_DATA)/$(f).jsonl))
 judge-classifier: $(STAMP)
-	$(BIN)/python $(JUDGE_DATA)/build_train.py --out runs/judge-data/train.jsonl
-	$(BIN)/carealign judge train --out src/carealign/resources/judges/classifier \
-	  --data runs/judge-data/train.jsonl \
-	  --data $(JUDGE_DATA)/train_written_a.jsonl --data $(JUDGE_DATA)/train_written_b.jsonl \
-	  --data $(JUDGE_DATA)/train_written_c.jsonl --data $(JUDGE_DATA)/train_written_d.jsonl \
-	  --data $(JUDGE_DATA)/smollm2_train.jsonl --heldout $(JUDGE_DATA)/heldout.jsonl
+	$(BIN)/python $(JUDGE_DATA)/build_train.py --out runs/judge-data/train.jsonl $(foreach f,$(JUDGE_EXTRA),--extra $(f))
+	$(BIN)/carealign judge train --kind $(JUDGE_KIND) --out src/carealign/resources/judges/classifier \
+	  --data runs/judge-data/train.jsonl $(JUDGE_HELDOUT)
 
 harm-estimator: $(STAMP)
-	$(BIN)/carealign data train-harm --out src/carealign/resources/harm/estimator
+	$(BIN)/carealign data train-harm --out src/carealign/resources/harm/estimator --max-harmful-as-harmless 0.03
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks datasets scripts

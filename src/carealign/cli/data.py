@@ -63,6 +63,15 @@ def train_harm_cmd(
     cares: Annotated[
         Path | None, typer.Option("--cares", help="A local CARES-18K copy (its train split is added).")
     ] = None,
+    public: Annotated[
+        bool,
+        typer.Option(
+            help="Add the shipped public sets' train parts: MedSafetyBench as harmful (3), MedQuAD as harmless (0)."
+        ),
+    ] = True,
+    medquad_limit: Annotated[
+        int, typer.Option(min=0, help="At most this many MedQuAD train questions (a seeded random subset).")
+    ] = 800,
     extra: Annotated[
         list[Path] | None,
         typer.Option("--extra", help="JSONL prompts with harm_level to add (e.g. benign questions as 0); repeatable."),
@@ -74,11 +83,21 @@ def train_harm_cmd(
             min=0.0, max=1.0, help="Call a prompt harmless (0) only when P(level 0) reaches this (0: argmax)."
         ),
     ] = 0.5,
+    max_harmful_as_harmless: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Fit the harmless threshold on the calibration slice instead: the lowest at which at most this "
+            "share of its harmful (2-3) prompts are called harmless.",
+        ),
+    ] = None,
     seed: int = 0,
 ) -> None:
-    """Train the harm-level estimator on the bundled sample (train+validation), CARES and extra prompts.
+    """Train the harm-level estimator on the bundled sample (train+validation), the public sets' train
+    parts, CARES and extra prompts.
 
-    Reports accuracy on the sample's test split, which it never trains on.
+    Reports its errors on the sample's test split and the public sets' test parts, which it never trains on.
     """
     from carealign.classify import FeatureConfig, TrainSettings
     from carealign.data import load_prompts
@@ -89,6 +108,10 @@ def train_harm_cmd(
 
     recs = load_prompts("sample", "train") + load_prompts("sample", "validation")
     sources = ["sample:train", "sample:validation"]
+    if public:
+        recs += load_prompts("medsafetybench", "train")
+        recs += load_prompts("medquad", "train", limit=medquad_limit or None, subset_seed=seed)
+        sources += ["medsafetybench:train", f"medquad:train (at most {medquad_limit})"]
     if cares is not None:
         recs += load_prompts(f"cares:{cares}", "train")
         sources.append(f"cares:{cares.name}:train")
@@ -110,15 +133,24 @@ def train_harm_cmd(
             settings=TrainSettings(hidden=64, epochs=epochs, seed=seed),
             sources=sources,
             harmless_threshold=harmless_threshold,
+            max_harmful_as_harmless=max_harmful_as_harmless,
             progress=lambda e, n, loss: bar.advance(1),
         )
-    test = load_prompts("sample", "test")
-    res = evaluate_estimator(est, [r.prompt for r in test], [int(r.harm_level) for r in test])  # type: ignore[arg-type]
-    write_json_atomic(out / "heldout.json", res)
-    table = Table(title=f"{est.identity} on the sample's test split ({res['rows']} prompts, never trained on)")
-    for col in ("accuracy", "within one level", "macro-F1", "harmful (2-3) called 0", "harmless (0) called 2-3"):
+    report = {}
+    table = Table(title=f"{est.identity} (harmless threshold {est.harmless_threshold:.3f}) on sets it never trained on")
+    for col in ("set", "prompts", "accuracy", "harmful (2-3) called 0", "harmless (0) called 2-3"):
         table.add_column(col, justify="right")
-    table.add_row(*(f"{res[k]:.3f}" for k in ("accuracy", "within_one", "macro_f1")),
-                  f"{res['harmful_as_harmless']:.3f}", f"{res['harmless_as_harmful']:.3f}")  # fmt: skip
+    for name in ("sample", "medsafetybench", "medquad"):
+        test = load_prompts(name, "test")
+        res = evaluate_estimator(est, [r.prompt for r in test], [int(r.harm_level) for r in test])  # type: ignore[arg-type]
+        report[f"{name}:test"] = res
+        down = _rate(res["harmful_as_harmless"], res["harmful_as_harmless_count"], res["harmful_rows"])
+        up = _rate(res["harmless_as_harmful"], res["harmless_as_harmful_count"], res["harmless_rows"])
+        table.add_row(f"{name}:test", str(res["rows"]), f"{res['accuracy']:.3f}", down, up)
+    write_json_atomic(out / "heldout.json", report)
     console.print(table)
     console.print(f"wrote [bold]{out}[/] ({len(recs)} training prompts from {', '.join(sources)})")
+
+
+def _rate(rate: float | None, count: int, rows: int) -> str:
+    return "n/a" if rate is None else f"{100 * rate:.1f}% ({count} of {rows})"

@@ -1,18 +1,19 @@
-"""``carealign judge``: judge responses; ``agree`` (judges vs each other and people), ``train`` (the fine-tuned
-judge) and ``ablate`` (would another validator promote another policy?)."""
+"""``carealign judge``: judge responses; ``agree`` (judges vs each other and people), ``train`` and ``distill``
+(the fine-tuned judge) and ``ablate`` (would another validator promote another policy?)."""
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
 from carealign.cli import app, console, user_errors
 from carealign.cli.options import JudgeOpt, PolicyOpt
-from carealign.errors import ConfigError
+from carealign.errors import ConfigError, DataError
 from carealign.evaluate import judge_rows
 from carealign.generate.registry import load_generator
 from carealign.io import read_jsonl, write_jsonl_atomic
@@ -133,6 +134,55 @@ def judge_agree_cmd(
     console.print(f"wrote [bold]{paths['rows']}[/], [bold]{paths['json']}[/] and [bold]{paths['html']}[/]")
 
 
+KIND_HELP = (
+    "encoder (fine-tune MiniLM on the (prompt, response) pairs) | features (the frozen-feature model, fast to train)."
+)
+
+
+def _encoder_settings(
+    max_length: int, context_tokens: int, layers: int, epochs: float, seed: int, quantize: str, **more: Any
+) -> Any:
+    from carealign.classify import EncoderSettings
+
+    try:
+        return EncoderSettings(
+            max_length=max_length, context_tokens=context_tokens, layers=layers, epochs=epochs, seed=seed,
+            quantize=quantize, **more,  # type: ignore[arg-type]
+        )  # fmt: skip
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _step_logger() -> Any:
+    """A training-progress callback printing a line at every tenth of the steps."""
+    t0 = time.perf_counter()
+    shown = {"tenth": -1}
+
+    def cb(step: int, total: int, loss: float) -> None:
+        tenth = 10 * step // max(total, 1)
+        if tenth > shown["tenth"]:
+            shown["tenth"] = tenth
+            console.print(f"  step {step}/{total}  loss {loss:.4f}  {time.perf_counter() - t0:.0f} s", highlight=False)
+
+    return cb
+
+
+def _print_heldout(judge: Any, heldout: list[Path]) -> None:
+    from carealign.judge.labelled import read_labelled
+    from carealign.judge_eval.accuracy import judge_accuracy
+
+    for path in heldout:
+        res = judge_accuracy(judge, read_labelled(path), source=str(path))
+        table = Table(title=f"held-out accuracy on {path.name} ({res['rows']} rows)")
+        for col in ("accuracy", "macro_f1", "recall Accept", "recall Caution", "recall Refuse", "ECE"):
+            table.add_column(col, justify="right")
+        rec = res["per_class_recall"]
+        recalls = [f"{rec[k]:.3f}" if rec.get(k) is not None else "n/a" for k in ("Accept", "Caution", "Refuse")]
+        ece = "n/a" if res["ece"] is None else f"{res['ece']:.3f}"
+        table.add_row(f"{res['accuracy']:.3f}", f"{res['macro_f1']:.3f}", *recalls, ece)
+        console.print(table)
+
+
 @judge_app.command("train")
 @user_errors
 def judge_train_cmd(
@@ -141,11 +191,25 @@ def judge_train_cmd(
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Directory for the trained judge.")],
     name: Annotated[str, typer.Option(help="The judge's name (in its identity string).")] = "classifier",
+    kind: Annotated[str, typer.Option(help=KIND_HELP)] = "features",
     embeddings: Annotated[
-        str, typer.Option(help="static (fast, MiniLM token embeddings) | contextual (MiniLM encoder, slow) | none.")
+        str,
+        typer.Option(
+            help="features: static (fast, MiniLM token embeddings) | contextual (MiniLM encoder, slow) | none."
+        ),
     ] = "static",
-    epochs: Annotated[int, typer.Option(min=1)] = 25,
-    hidden: Annotated[int, typer.Option(min=2)] = 32,
+    epochs: Annotated[
+        float | None, typer.Option(min=0.1, help="Training epochs (default: 25 for features, 1 for encoder).")
+    ] = None,
+    hidden: Annotated[int, typer.Option(min=2, help="features: hidden units.")] = 32,
+    max_length: Annotated[int, typer.Option(help="encoder: tokens per (prompt, response) pair.")] = 96,
+    context_tokens: Annotated[
+        int, typer.Option(help="encoder: the most tokens of the prompt (0: response only).")
+    ] = 24,
+    layers: Annotated[int, typer.Option(help="encoder: MiniLM layers kept (1-6; fewer is faster).")] = 1,
+    tail_tokens: Annotated[int, typer.Option(help="encoder: the last tokens of a cut response that are kept.")] = 20,
+    learning_rate: Annotated[float, typer.Option(help="encoder: peak learning rate.")] = 1e-4,
+    quantize: Annotated[str, typer.Option(help="encoder at inference: dynamic-int8 | none.")] = "dynamic-int8",
     seed: int = 0,
     calibration: Annotated[
         list[Path] | None,
@@ -156,52 +220,150 @@ def judge_train_cmd(
         ),
     ] = None,
     heldout: Annotated[
-        Path | None, typer.Option("--heldout", help="Labelled JSONL never trained on: report accuracy on it.")
+        list[Path] | None,
+        typer.Option("--heldout", help="Labelled JSONL never trained on: report accuracy on it. Repeatable."),
     ] = None,
 ) -> None:
-    """Train the fine-tuned verdict classifier on labelled responses; use it as --judge classifier:DIR."""
+    """Train the verdict classifier on labelled responses; use it as --judge classifier:DIR."""
     from carealign.classify import FeatureConfig, TrainSettings
     from carealign.judge.classifier import train_classifier_judge
     from carealign.judge.labelled import read_labelled
     from carealign.progress import stage_progress
 
+    if kind not in ("encoder", "features"):
+        raise ConfigError(f"--kind {kind!r}; expected encoder or features")
     if embeddings not in ("static", "contextual", "none"):
         raise ConfigError(f"--embeddings {embeddings!r}; expected static, contextual or none")
     rows = read_labelled(data)
     cal_rows = read_labelled(calibration) if calibration else None
     sources = [f"{p.name} sha256:{sha256_file(p)[:16]}" for p in data]
     sources += [f"calibration {p.name} sha256:{sha256_file(p)[:16]}" for p in calibration or []]
-    console.print(f"training on {len(rows)} labelled rows from {len(data)} file(s)")
-    settings = TrainSettings(epochs=epochs, hidden=hidden, seed=seed)
-    with stage_progress("train classifier", epochs, unit="epochs", console=console) as bar:
+    console.print(f"training a {kind} classifier on {len(rows)} labelled rows from {len(data)} file(s)")
+    t0 = time.perf_counter()
+    if kind == "features":
+        n_epochs = int(epochs or 25)
+        with stage_progress("train classifier", n_epochs, unit="epochs", console=console) as bar:
+            judge = train_classifier_judge(
+                rows, out, name=name, kind="features", sources=sources, calibration_rows=cal_rows,
+                settings=TrainSettings(epochs=n_epochs, hidden=hidden, seed=seed),
+                features=FeatureConfig(embeddings=embeddings),  # type: ignore[arg-type]
+                progress=lambda e, n, loss: bar.advance(1),
+            )  # fmt: skip
+    else:
+        enc = _encoder_settings(
+            max_length, context_tokens, layers, epochs or 1.0, seed, quantize,
+            tail_tokens=tail_tokens, learning_rate=learning_rate,
+        )  # fmt: skip
         judge = train_classifier_judge(
-            rows,
-            out,
-            name=name,
-            settings=settings,
-            features=FeatureConfig(embeddings=embeddings),  # type: ignore[arg-type]
-            sources=sources,
-            calibration_rows=cal_rows,
-            progress=lambda e, n, loss: bar.advance(1),
-        )
+            rows, out, name=name, kind="encoder", sources=sources, calibration_rows=cal_rows,
+            encoder_settings=enc, progress=_step_logger(),
+        )  # fmt: skip
     rep = judge.model.report
     assert rep is not None
     console.print(
         f"wrote [bold]{out}[/] ({judge.identity}): train accuracy {rep.train_accuracy:.3f}, "
         f"calibration accuracy {rep.calibration_accuracy}, temperature {rep.temperature:.2f} "
-        f"(calibration NLL {rep.calibration_nll_before} -> {rep.calibration_nll_after}), {rep.seconds:.0f} s"
+        f"(calibration NLL {rep.calibration_nll_before} -> {rep.calibration_nll_after}), "
+        f"{time.perf_counter() - t0:.0f} s"
     )
-    if heldout is not None:
-        from carealign.judge_eval.accuracy import judge_accuracy
+    _print_heldout(judge, heldout or [])
 
-        res = judge_accuracy(judge, read_labelled(heldout), source=str(heldout))
-        table = Table(title=f"held-out accuracy on {heldout.name} ({res['rows']} rows)")
-        for col in ("accuracy", "macro_f1", "recall Accept", "recall Caution", "recall Refuse", "ECE"):
-            table.add_column(col, justify="right")
-        rec = res["per_class_recall"]
-        recalls = [f"{rec[k]:.3f}" for k in ("Accept", "Caution", "Refuse")]
-        table.add_row(f"{res['accuracy']:.3f}", f"{res['macro_f1']:.3f}", *recalls, f"{res['ece']:.3f}")
-        console.print(table)
+
+@judge_app.command("distill")
+@user_errors
+def judge_distill_cmd(
+    teacher: Annotated[
+        str,
+        typer.Option(
+            "--teacher",
+            "-t",
+            help="The judge whose labels the student learns: llm:MODEL, llm:openai:MODEL@URL, panel:A,B,..., "
+            "rules, classifier[:DIR] or a registered name.",
+        ),
+    ],
+    input: Annotated[
+        list[Path], typer.Option("--input", "-i", help="JSONL rows with prompt and response; repeatable.")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Directory for the student judge and its report.")],
+    human: Annotated[
+        str | None,
+        typer.Option(
+            "--human", help="Column of human verdicts: where a row has one, it is used instead of the teacher."
+        ),
+    ] = None,
+    heldout_fraction: Annotated[
+        float, typer.Option(min=0.0, max=0.9, help="Share of prompts held out to measure agreement with the teacher.")
+    ] = 0.2,
+    kind: Annotated[str, typer.Option(help=KIND_HELP)] = "encoder",
+    name: Annotated[str, typer.Option(help="The student's name (in its identity string).")] = "classifier",
+    epochs: Annotated[
+        float | None, typer.Option(min=0.1, help="Training epochs (default 1 encoder, 25 features).")
+    ] = None,
+    max_length: Annotated[int, typer.Option(help="encoder: tokens per (prompt, response) pair.")] = 96,
+    context_tokens: Annotated[int, typer.Option(help="encoder: the most tokens of the prompt.")] = 24,
+    layers: Annotated[int, typer.Option(help="encoder: MiniLM layers kept (1-6).")] = 1,
+    quantize: Annotated[str, typer.Option(help="encoder at inference: dynamic-int8 | none.")] = "dynamic-int8",
+    seed: int = 0,
+    model: Annotated[
+        str | None, typer.Option("--model", "-m", help="The model that wrote the responses (for a self/llm teacher).")
+    ] = None,
+    dtype: Annotated[str, typer.Option(help="auto | bf16 | fp16 | fp32 (LLM teachers).")] = "auto",
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda (LLM teachers).")] = "auto",
+) -> None:
+    """Distil a judge into a fast classifier: the teacher labels the rows (humans where --human gives a
+    verdict), a student trains on them, and its agreement with the teacher is measured on prompts it never saw.
+
+    Writes the student into OUT (use it as --judge classifier:OUT), OUT/distill_labels.jsonl and OUT/distill.json.
+    """
+    from carealign.classify import TrainSettings
+    from carealign.generate.registry import load_generator
+    from carealign.io import read_jsonl
+    from carealign.judge.registry import check_judge_spec, make_judge
+    from carealign.judge_eval.distill import distill_judge
+
+    if kind not in ("encoder", "features"):
+        raise ConfigError(f"--kind {kind!r}; expected encoder or features")
+    check_judge_spec(teacher)
+    rows: list[dict[str, Any]] = []
+    for path in input:
+        part = read_jsonl(path)
+        for i, r in enumerate(part, start=1):
+            for key in ("prompt", "response"):
+                if not isinstance(r.get(key), str):
+                    raise DataError(f"missing or non-text field; every row needs '{key}'", path=path, row=i, field=key)
+        rows += part
+    if not rows:
+        raise DataError("no rows", path=", ".join(map(str, input)))
+    scorer = load_generator(model, dtype=dtype, device=device) if model else None
+    the_teacher = make_judge(teacher, policy=scorer, dtype=dtype, device=device)
+    enc = _encoder_settings(max_length, context_tokens, layers, epochs or 1.0, seed, quantize)
+    console.print(
+        f"teacher {the_teacher.identity} labels {len(rows)} rows" + (f" (human labels from '{human}')" if human else "")
+    )
+    labelled = {"n": 0}
+
+    def label_cb(n: int) -> None:
+        labelled["n"] += n
+        console.print(f"  labelled {labelled['n']}/{len(rows)}", highlight=False)
+
+    result = distill_judge(
+        rows, the_teacher, out, human_field=human, heldout_fraction=heldout_fraction, kind=kind,
+        encoder_settings=enc, settings=TrainSettings(epochs=int(epochs or 25), seed=seed), name=name, seed=seed,
+        sources=[f"{p.name} sha256:{sha256_file(p)[:16]}" for p in input],
+        label_progress=label_cb, train_progress=_step_logger(),
+    )  # fmt: skip
+    rep = result.report
+    held = rep["heldout"]
+    agreement = "n/a" if held["agreement"] is None else f"{held['agreement']:.3f}"
+    kappa = "n/a" if held.get("kappa") is None else f"{held['kappa']:.3f}"
+    console.print(
+        f"labels {rep['label_counts']} from {rep['label_sources']}; "
+        f"{rep['unscored_by_teacher']} unscored by the teacher"
+    )
+    console.print(
+        f"wrote [bold]{out}[/] ({rep['student']}): trained on {rep['train_rows']} rows; agreement with the labels "
+        f"on {held['rows']} held-out rows ({rep['heldout_prompts']} prompts): {agreement}, kappa {kappa}"
+    )
 
 
 @judge_app.command("ablate")

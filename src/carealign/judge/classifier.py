@@ -1,9 +1,15 @@
 """The ``classifier`` judge: a small trained model that reads the response and says Accept, Caution or Refuse.
 
-Features are hashed n-grams plus all-MiniLM-L6-v2 embeddings (see :mod:`carealign.classify`),
-the head is trained on labelled responses and its confidences are calibrated by temperature
-scaling. The package ships a default judge (``resources/judges/classifier``); train your own
-with ``carealign judge train --data FILE --out DIR`` and use it as ``--judge classifier:DIR``.
+Two kinds of model (see :mod:`carealign.classify`), loaded by what the judge directory holds:
+
+- ``encoder``: all-MiniLM-L6-v2 fine-tuned end to end on (prompt, response) pairs
+  (:class:`~carealign.classify.EncoderClassifier`; the shipped default);
+- ``features``: a small head over hashed n-grams and MiniLM token embeddings of the response
+  (:class:`~carealign.classify.TextClassifier`; the earlier default).
+
+Both report confidences calibrated by temperature scaling. The package ships a default judge
+(``resources/judges/classifier``); train your own with ``carealign judge train --data FILE --out DIR``
+(or ``carealign judge distill`` from a teacher judge) and use it as ``--judge classifier:DIR``.
 """
 
 from __future__ import annotations
@@ -13,7 +19,15 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from carealign.classify import FeatureConfig, TextClassifier, TrainSettings
+from carealign.classify import (
+    AnyClassifier,
+    EncoderClassifier,
+    EncoderSettings,
+    FeatureConfig,
+    TextClassifier,
+    TrainSettings,
+    load_classifier,
+)
 from carealign.domain import DECIDED_VERDICTS, Verdict
 from carealign.errors import JudgeError, ModelError
 from carealign.judge.base import JudgeItem, Judgement
@@ -27,7 +41,8 @@ def default_classifier_dir() -> Path:
 
 
 class ClassifierJudge:
-    """Verdicts from a trained :class:`~carealign.classify.TextClassifier` over the response text.
+    """Verdicts from a trained classifier (:class:`~carealign.classify.EncoderClassifier` over the
+    (prompt, response) pair, or :class:`~carealign.classify.TextClassifier` over the response).
 
     Args:
         model: the trained classifier (labels Accept, Caution, Refuse).
@@ -35,7 +50,7 @@ class ClassifierJudge:
         min_confidence: below this calibrated probability the judge says Unscored (0: always decide).
     """
 
-    def __init__(self, model: TextClassifier, *, name: str = "classifier", min_confidence: float = 0.0) -> None:
+    def __init__(self, model: AnyClassifier, *, name: str = "classifier", min_confidence: float = 0.0) -> None:
         if sorted(model.labels) != sorted(LABELS):
             raise JudgeError(f"a classifier judge needs the labels {list(LABELS)}, this model has {model.labels}")
         self.model = model
@@ -48,7 +63,7 @@ class ClassifierJudge:
         """Load a judge directory written by :func:`train_classifier_judge` (default: the shipped one)."""
         directory = Path(path) if path else default_classifier_dir()
         try:
-            model = TextClassifier.load(directory)
+            model = load_classifier(directory)
         except ModelError as exc:
             raise JudgeError(f"cannot load the classifier judge: {exc}") from None
         return cls(model, name=model.meta.get("name", "classifier"), **kwargs)
@@ -60,7 +75,7 @@ class ClassifierJudge:
     def judge(self, items: Sequence[JudgeItem]) -> list[Judgement]:
         if not items:
             return []
-        prompts = [it.prompt for it in items] if self.model.featurizer.config.context_features else None
+        prompts = [it.prompt for it in items] if self.model.uses_context else None
         probs = self.model.predict_proba([it.response for it in items], prompts)
         out: list[Judgement] = []
         for row in probs:
@@ -78,31 +93,53 @@ def train_classifier_judge(
     out_dir: str | Path,
     *,
     name: str = "classifier",
+    kind: str = "features",
     settings: TrainSettings | None = None,
     features: FeatureConfig | None = None,
+    encoder_settings: EncoderSettings | None = None,
     sources: Sequence[str] = (),
     calibration_rows: Sequence[dict[str, Any]] | None = None,
     progress: Callable[[int, int, float], None] | None = None,
+    meta: dict[str, Any] | None = None,
 ) -> ClassifierJudge:
     """Train a classifier judge on labelled rows (``prompt``, ``response``, ``verdict``) and save it.
 
-    The softmax temperature is fitted on ``calibration_rows`` where given (labelled responses of
-    the kind the judge will see), else on a slice of ``rows`` held out by prompt.
+    ``kind`` is ``encoder`` (fine-tune MiniLM on the pairs; ``encoder_settings``) or ``features``
+    (the frozen-feature model; ``settings`` and ``features``). The softmax temperature is fitted
+    on ``calibration_rows`` where given (labelled responses of the kind the judge will see), else
+    on a slice of ``rows`` held out by prompt. ``progress(done, total, loss)`` reports training.
     """
-    model = TextClassifier.train(
-        [r["response"] for r in rows],
-        [r["verdict"] for r in rows],
-        labels=LABELS,
-        groups=[r["prompt"] for r in rows],
-        contexts=[r["prompt"] for r in rows],
-        calibration_contexts=None if calibration_rows is None else [r["prompt"] for r in calibration_rows],
-        feature_config=features,
-        settings=settings,
-        meta={"name": name, "sources": list(sources), "kind": "verdict-judge"},
-        calibration=None
-        if calibration_rows is None
-        else ([r["response"] for r in calibration_rows], [r["verdict"] for r in calibration_rows]),
-        progress=progress,
-    )
+    info = {"name": name, "sources": list(sources), "kind": "verdict-judge", **(meta or {})}
+    cal = calibration_rows
+    if kind == "encoder":
+        model: AnyClassifier = EncoderClassifier.train(
+            [r["response"] for r in rows],
+            [r["verdict"] for r in rows],
+            labels=LABELS,
+            contexts=[r["prompt"] for r in rows],
+            groups=[r["prompt"] for r in rows],
+            settings=encoder_settings,
+            meta=info,
+            calibration=None
+            if cal is None
+            else ([r["response"] for r in cal], [r["verdict"] for r in cal], [r["prompt"] for r in cal]),
+            progress=progress,
+        )
+    elif kind == "features":
+        model = TextClassifier.train(
+            [r["response"] for r in rows],
+            [r["verdict"] for r in rows],
+            labels=LABELS,
+            groups=[r["prompt"] for r in rows],
+            contexts=[r["prompt"] for r in rows],
+            calibration_contexts=None if cal is None else [r["prompt"] for r in cal],
+            feature_config=features,
+            settings=settings,
+            meta=info,
+            calibration=None if cal is None else ([r["response"] for r in cal], [r["verdict"] for r in cal]),
+            progress=progress,
+        )
+    else:
+        raise JudgeError(f"classifier kind {kind!r}; expected encoder or features")
     model.save(out_dir)
     return ClassifierJudge.load(out_dir)
