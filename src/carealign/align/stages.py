@@ -27,7 +27,7 @@ from carealign.preferences import all_bad_prompts, all_good_prompts, build_prefe
 from carealign.progress import stage_progress
 from carealign.rundir import CANDIDATES, SelectionRecord, TrainRecord, read_train_record
 from carealign.select import select
-from carealign.train import merge_adapter, train_adapter
+from carealign.train import TrainResult, merge_adapter, train_adapter
 
 if TYPE_CHECKING:
     from carealign.align.run import CycleContext
@@ -292,6 +292,20 @@ def demonstrations(ctx: CycleContext) -> StageInfo:
     return {"rows": len(rows), "by_source": by_source}
 
 
+def _train_record(ctx: CycleContext, result: TrainResult, reference: str | None = None) -> TrainRecord:
+    """``train.json`` of a training stage, from what :func:`train_adapter` returned."""
+    return TrainRecord(
+        adapter=ctx.run.layout.relative(result.adapter_dir) if result.adapter_dir else None,
+        examples=result.examples,
+        steps=result.steps,
+        seconds=round(result.seconds, 1),
+        skipped=result.skipped,
+        final_log=result.final_log,
+        reference=reference,
+        resumed_from_step=result.resumed_from_step,
+    )
+
+
 def train_sft(ctx: CycleContext) -> StageInfo:
     """Supervised fine-tuning (LoRA) on the demonstrations; the merged result is where DPO and KTO start."""
     ctx.release_generator()
@@ -306,15 +320,7 @@ def train_sft(ctx: CycleContext) -> StageInfo:
         device=ctx.config.device,
         tracking=ctx.config.tracking,
     )
-    record = TrainRecord(
-        adapter=ctx.run.layout.relative(result.adapter_dir) if result.adapter_dir else None,
-        examples=result.examples,
-        steps=result.steps,
-        seconds=round(result.seconds, 1),
-        skipped=result.skipped,
-        final_log=result.final_log,
-        resumed_from_step=result.resumed_from_step,
-    )
+    record = _train_record(ctx, result)
     if result.adapter_dir is not None:
         merge_adapter(ctx.policy_path, result.adapter_dir, ctx.layout.sft_policy)
     else:
@@ -348,16 +354,7 @@ def train(ctx: CycleContext, method: str) -> StageInfo:
         device=ctx.config.device,
         tracking=ctx.config.tracking,
     )
-    record = TrainRecord(
-        adapter=run.layout.relative(result.adapter_dir) if result.adapter_dir else None,
-        examples=result.examples,
-        steps=result.steps,
-        seconds=round(result.seconds, 1),
-        skipped=result.skipped,
-        final_log=result.final_log,
-        reference="base" if ref else "previous",
-        resumed_from_step=result.resumed_from_step,
-    )
+    record = _train_record(ctx, result, reference="base" if ref else "previous")
     write_json_atomic(ctx.layout.train_record(method), record.model_dump(mode="json"))
     if result.skipped:
         ctx.console.print(f"[yellow]{method.upper()} not trained: {result.skipped}[/]")

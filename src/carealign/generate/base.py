@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 #: Called after each finished chunk of work with (items done, tokens generated).
 ProgressCallback = Callable[[int, int], None]
@@ -96,6 +96,46 @@ class LabelScorer(Protocol):
     def complete_chat(self, conversations: Sequence[list[dict[str, str]]], max_new_tokens: int) -> list[str]:
         """Greedy free-text replies to whole conversations (fallback when no probabilities)."""
         ...
+
+
+class ChatTemplateGenerator:
+    """What local backends share: the tokenizer's chat template turns prompts and conversations into
+    text, and the backend's ``generate_rendered`` does the rest (Hugging Face, CTranslate2)."""
+
+    tokenizer: Any
+
+    def render(self, messages: list[dict[str, str]], *, add_generation_prompt: bool = True) -> str:
+        """The chat template applied to ``messages``, as text."""
+        return str(
+            self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+        )
+
+    def generate(
+        self,
+        prompts: Sequence[str],
+        config: GenerationConfig,
+        progress: ProgressCallback | None = None,
+    ) -> list[list[Completion]]:
+        """``config.samples`` responses per prompt, batched; returned in prompt order."""
+        return self.generate_chat([build_messages(p, config.system_prompt) for p in prompts], config, progress)
+
+    def generate_chat(
+        self,
+        conversations: Sequence[list[dict[str, str]]],
+        config: GenerationConfig,
+        progress: ProgressCallback | None = None,
+    ) -> list[list[Completion]]:
+        """Like :meth:`generate` for whole conversations (system prompt, examples, user turn)."""
+        return self.generate_rendered([self.render(c) for c in conversations], config, progress)
+
+    def generate_rendered(
+        self,
+        texts: Sequence[str],
+        config: GenerationConfig,
+        progress: ProgressCallback | None = None,
+    ) -> list[list[Completion]]:
+        """Like :meth:`generate` for prompts already rendered with the chat template."""
+        raise NotImplementedError
 
 
 def build_messages(prompt: str, system_prompt: str | None) -> list[dict[str, str]]:

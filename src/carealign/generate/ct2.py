@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from carealign.errors import ModelError
-from carealign.generate.base import Completion, GenerationConfig, ProgressCallback, build_messages
+from carealign.generate.base import ChatTemplateGenerator, Completion, GenerationConfig, ProgressCallback
 from carealign.generate.conversion import cached_conversion
 from carealign.hardware import resolve_dtype_name
 
@@ -69,7 +69,7 @@ def converted_model(model_dir: str | Path, compute_type: str = "float32") -> tup
     return cached_conversion(ENGINE, compute_type, model_dir, lambda src, out: convert(src, out, compute_type))
 
 
-class CT2Generator:
+class CT2Generator(ChatTemplateGenerator):
     """The :class:`~carealign.generate.base.Generator` protocol on CTranslate2.
 
     ``batch_size`` counts sequences, as in the Hugging Face backend; CTranslate2 removes
@@ -137,30 +137,6 @@ class CT2Generator:
     @property
     def identity(self) -> str:
         return f"{ENGINE}[{self.compute_type}]:{self.name}"
-
-    def render(self, messages: list[dict[str, str]], *, add_generation_prompt: bool = True) -> str:
-        """The chat template applied to ``messages``, as text."""
-        return str(
-            self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
-        )
-
-    def generate(
-        self,
-        prompts: Sequence[str],
-        config: GenerationConfig,
-        progress: ProgressCallback | None = None,
-    ) -> list[list[Completion]]:
-        """``config.samples`` responses per prompt, batched; returned in prompt order."""
-        return self.generate_chat([build_messages(p, config.system_prompt) for p in prompts], config, progress)
-
-    def generate_chat(
-        self,
-        conversations: Sequence[list[dict[str, str]]],
-        config: GenerationConfig,
-        progress: ProgressCallback | None = None,
-    ) -> list[list[Completion]]:
-        """Like :meth:`generate` for whole conversations (system prompt, examples, user turn)."""
-        return self.generate_rendered([self.render(c) for c in conversations], config, progress)
 
     def generate_rendered(
         self,

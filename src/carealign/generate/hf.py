@@ -10,12 +10,7 @@ from typing import Any
 import torch
 
 from carealign.errors import ModelError
-from carealign.generate.base import (
-    Completion,
-    GenerationConfig,
-    ProgressCallback,
-    build_messages,
-)
+from carealign.generate.base import ChatTemplateGenerator, Completion, GenerationConfig, ProgressCallback
 from carealign.hardware import resolve_dtype_name, torch_dtype
 
 #: Tokens that end an assistant turn in common chat templates.
@@ -44,7 +39,7 @@ def pick_dtype(dtype: str, device: torch.device) -> torch.dtype:
     return torch_dtype(resolve_dtype_name(dtype, device.type))
 
 
-class HFGenerator:
+class HFGenerator(ChatTemplateGenerator):
     """Generate with a ``transformers`` causal LM and its chat template.
 
     Prompts are sorted by token length and batched with left padding; ``batch_size``
@@ -102,33 +97,11 @@ class HFGenerator:
 
     # ------------------------------------------------------------------ templating
 
-    def render(self, messages: list[dict[str, str]], *, add_generation_prompt: bool = True) -> str:
-        """The chat template applied to ``messages``, as text."""
-        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
-
     def _encode(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
         enc = self.tokenizer(list(texts), return_tensors="pt", padding=True, add_special_tokens=False)
         return {k: v.to(self.device) for k, v in enc.items()}
 
     # ------------------------------------------------------------------ generation
-
-    def generate(
-        self,
-        prompts: Sequence[str],
-        config: GenerationConfig,
-        progress: ProgressCallback | None = None,
-    ) -> list[list[Completion]]:
-        """``config.samples`` responses per prompt, batched; returned in prompt order."""
-        return self.generate_chat([build_messages(p, config.system_prompt) for p in prompts], config, progress)
-
-    def generate_chat(
-        self,
-        conversations: Sequence[list[dict[str, str]]],
-        config: GenerationConfig,
-        progress: ProgressCallback | None = None,
-    ) -> list[list[Completion]]:
-        """Like :meth:`generate` for whole conversations (system prompt, examples, user turn)."""
-        return self.generate_rendered([self.render(c) for c in conversations], config, progress)
 
     def generate_rendered(
         self,
