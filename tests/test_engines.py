@@ -270,3 +270,39 @@ def test_ct2_label_logprobs_match_hf(ct2_generator, tiny_generator):
         assert g is not None and e is not None
         for lab in labels:
             assert abs(g[lab] - e[lab]) < 1e-3, (lab, g[lab], e[lab])
+
+
+def test_shared_prefix_length():
+    from carealign.generate.ct2 import shared_prefix_length
+
+    common = list(range(100, 120))
+    assert shared_prefix_length([[*common, 1, 2], [*common, 3]]) == 20
+    assert shared_prefix_length([[*common, 1], [*common, 1]]) == 20  # each keeps one token of its own
+    assert shared_prefix_length([common, [*common, 5]]) == 19
+    assert shared_prefix_length([[*common[:10], 1], [*common[:10], 2]]) == 0  # below the minimum
+    assert shared_prefix_length([[*common[:10], 1], [*common[:10], 2]], minimum=4) == 10
+    assert shared_prefix_length([[*common, 1]]) == 0  # one prompt: nothing to share
+    assert shared_prefix_length([[1, 2, 3], []], minimum=0) == 0
+
+
+@needs_ct2
+def test_ct2_cached_shared_prefix_gives_the_same_outputs(tiny_model_dir, cache):
+    """A long system prompt shared by every conversation is encoded once (CTranslate2's static
+    prompt); greedy texts and seeded samples are those of encoding every prompt in full."""
+    from carealign.generate.ct2 import CT2Generator
+
+    system = "You are a careful medical assistant. " * 6
+    convs = [[{"role": "system", "content": system}, {"role": "user", "content": p}] for p in PROMPTS]
+    cached = CT2Generator(tiny_model_dir, dtype="fp32", device="cpu", batch_size=8)
+    full = CT2Generator(tiny_model_dir, dtype="fp32", device="cpu", batch_size=8, cache_shared_prefix=False)
+    ids = [cached.tokenizer(cached.render(c), add_special_tokens=False)["input_ids"] for c in convs]
+    from carealign.generate.ct2 import shared_prefix_length
+
+    assert shared_prefix_length(ids) >= 16
+    for cfg in (
+        GenerationConfig(max_new_tokens=12),
+        GenerationConfig(max_new_tokens=12, temperature=1.0, top_p=0.95, samples=2, seed=3),
+    ):
+        a = [[c.text for c in x] for x in cached.generate_chat(convs, cfg)]
+        b = [[c.text for c in x] for x in full.generate_chat(convs, cfg)]
+        assert sum(x == y for x, y in zip(a, b, strict=True)) >= len(PROMPTS) - 1

@@ -69,6 +69,27 @@ def converted_model(model_dir: str | Path, compute_type: str = "float32") -> tup
     return cached_conversion(ENGINE, compute_type, model_dir, lambda src, out: convert(src, out, compute_type))
 
 
+#: A token prefix shared by every prompt of a call is encoded once, as CTranslate2's cached
+#: ``static_prompt``, when it is at least this long (the chat template's system turn, or the
+#: reminder's system prompt and in-context examples, which every reminder prompt repeats).
+MIN_SHARED_PREFIX = 16
+
+
+def shared_prefix_length(prompts: Sequence[Sequence[int]], minimum: int = MIN_SHARED_PREFIX) -> int:
+    """Length of the token prefix every prompt shares, leaving each at least one token of its own;
+    0 when it is shorter than ``minimum`` (not worth a cached state) or there are fewer than 2 prompts."""
+    if len(prompts) < 2:
+        return 0
+    first = prompts[0]
+    n = min(len(p) for p in prompts) - 1
+    for i in range(max(n, 0)):
+        t = first[i]
+        if any(p[i] != t for p in prompts):
+            n = i
+            break
+    return n if n >= minimum else 0
+
+
 class CT2Generator(ChatTemplateGenerator):
     """The :class:`~carealign.generate.base.Generator` protocol on CTranslate2.
 
@@ -86,6 +107,7 @@ class CT2Generator(ChatTemplateGenerator):
         device: str = "auto",
         batch_size: int = 64,
         threads: int = 0,
+        cache_shared_prefix: bool = True,
     ) -> None:
         if not available():
             raise ModelError("the ct2 engine needs CTranslate2: pip install 'carealign[ct2]'")
@@ -112,6 +134,7 @@ class CT2Generator(ChatTemplateGenerator):
         self.name = name or str(model_dir)
         self.compute_type = compute_type
         self.batch_size = batch_size
+        self.cache_shared_prefix = cache_shared_prefix
         self.converted_dir, self.converted_now = converted_model(model_dir, compute_type)
         self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
         if getattr(self.tokenizer, "chat_template", None) is None:
@@ -189,13 +212,19 @@ class CT2Generator(ChatTemplateGenerator):
         if engine is None:
             engine = self.model if config.greedy else self._seeded(config.seed)
         k = 1 if config.greedy else config.samples
-        tokens = [self.tokenizer.convert_ids_to_tokens(p) for p in prompts for _ in range(k)]
+        shared = shared_prefix_length(prompts) if self.cache_shared_prefix else 0
         options: dict[str, Any] = {
             "max_length": config.max_new_tokens,
             "include_prompt_in_result": False,
             "end_token": self.stop_ids,
             "max_batch_size": 0,
         }
+        if shared:
+            options.update(
+                static_prompt=self.tokenizer.convert_ids_to_tokens(list(prompts[0][:shared])),
+                cache_static_prompt=True,
+            )
+        tokens = [self.tokenizer.convert_ids_to_tokens(list(p[shared:])) for p in prompts for _ in range(k)]
         if config.greedy:
             options["sampling_topk"] = 1
         else:
