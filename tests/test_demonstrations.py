@@ -43,6 +43,14 @@ def test_a_cycle_with_the_demonstration_stage(tiny_model_dir: Path, tmp_path: Pa
     reminder = [r for r in rows if r["source"] == "reminder"]
     good = [r for r in read_jsonl(c / "reminder.jsonl") if r.get("score") is not None and r["score"] >= 1.0]
     assert len(reminder) == len(good)
+    # the policy's own samples join once per prompt, the first that scored at or above the threshold
+    own = [r for r in rows if r["source"] == "samples"]
+    good_samples: dict[str, dict] = {}
+    for r in read_jsonl(c / "samples" / "responses.jsonl"):
+        if r.get("score") is not None and r["score"] >= 1.0:
+            good_samples.setdefault(r["prompt_id"], r)
+    assert len(own) == len(good_samples) > 0
+    assert all(r["completion"][0]["content"] == good_samples[r["prompt_id"]]["response"].strip() for r in own)
     train = json.loads((c / "sft" / "train.json").read_text())
     assert train["steps"] == 2 and train["examples"] == len(rows)
     assert (c / "sft" / "policy" / "config.json").exists()

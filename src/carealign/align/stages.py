@@ -244,8 +244,9 @@ def preferences(ctx: CycleContext) -> StageInfo:
 
 
 def demonstrations(ctx: CycleContext) -> StageInfo:
-    """Demonstration rows for the SFT stage: well-scored reminder responses, reviewers' corrections and
-    the written responses of public prompt sets (train parts only), in TRL's prompt/completion format."""
+    """Demonstration rows for the SFT stage: the policy's own well-scored samples (one per prompt),
+    well-scored reminder responses, reviewers' corrections and the written responses of public prompt
+    sets (train parts only), in TRL's prompt/completion format."""
     sft = ctx.config.sft
     rows: list[dict[str, Any]] = []
 
@@ -261,6 +262,14 @@ def demonstrations(ctx: CycleContext) -> StageInfo:
                 }
             )
 
+    if "samples" in sft.sources:
+        best: dict[str, dict[str, Any]] = {}
+        for r in ctx.samples():
+            score = r.get("score")
+            if score is not None and score >= ctx.kto_threshold and r["prompt_id"] not in best:
+                best[r["prompt_id"]] = r
+        for r in best.values():
+            add(r["prompt"], r["response"], "samples", r["prompt_id"], r.get("harm_level"))
     if "reminder" in sft.sources:
         for r in read_jsonl(ctx.layout.reminder):
             if r.get("score") is not None and r["score"] >= ctx.kto_threshold:

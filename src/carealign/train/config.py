@@ -79,16 +79,18 @@ class DemoPromptSet(BaseModel):
         return value
 
 
-DemoSource = Literal["reminder", "human", "public"]
-DEMO_SOURCES: tuple[DemoSource, ...] = ("reminder", "human", "public")
+DemoSource = Literal["samples", "reminder", "human", "public"]
+DEMO_SOURCES: tuple[DemoSource, ...] = ("samples", "reminder", "human", "public")
 
 
 class SFTSection(LoRASection):
     """The demonstration stage: supervised fine-tuning (TRL ``SFTTrainer``, LoRA) on good responses,
     before DPO and KTO; the candidates of the cycle are trained on top of its result.
 
-    Demonstrations come from the reminder responses that scored well (a refusal drawn with the
-    safety reminder for a harmful prompt, a good answer for a benign one), reviewers' corrected
+    Demonstrations come from the policy's own samples that scored well (one per train prompt: the
+    model's real answers to benign questions and its rare refusals of harmful ones, which keep it
+    answering in the prompts' own domain), the reminder responses that scored well (a refusal drawn
+    with the safety reminder for a harmful prompt, a good answer for a benign one), reviewers' corrected
     responses, and the written responses of public prompt sets (safe responses of MedSafetyBench,
     NIH answers of MedQuAD; train parts only).
     """
