@@ -18,7 +18,7 @@ from carealign.generate.hf import pick_dtype
 from carealign.generate.registry import load_generator, pick_engine
 
 HAS_CT2 = importlib.util.find_spec("ctranslate2") is not None
-needs_ct2 = pytest.mark.skipif(not HAS_CT2, reason="CTranslate2 is not installed (pip install 'carealign[ct2]')")
+needs_ct2 = pytest.mark.skipif(not HAS_CT2, reason="CTranslate2 is not installed (pip install ctranslate2)")
 
 PROMPTS = [
     "What is a normal resting heart rate?",
@@ -177,7 +177,7 @@ def test_auto_engine_skips_unsupported_architectures(tiny_model_dir, tmp_path, m
 @pytest.fixture(scope="module")
 def ct2_generator(tiny_model_dir, tmp_path_factory):
     if not HAS_CT2:
-        pytest.skip("CTranslate2 is not installed (pip install 'carealign[ct2]')")
+        pytest.skip("CTranslate2 is not installed (pip install ctranslate2)")
     import os
 
     from carealign.generate.ct2 import CT2Generator

@@ -10,7 +10,8 @@ the prompt is encoded in one pass, which is where it gains on ``transformers.gen
 (default on bf16 CPUs and GPUs), or ``int8_float32`` (int8 weights, fp32 activations; a
 quantisation, so greedy texts can differ from the Hugging Face model's: see docs/engines.md).
 
-Needs ``pip install carealign[ct2]`` (``ctranslate2``); imported only when used.
+Needs ``ctranslate2`` (a dependency of carealign; ``pip install ctranslate2`` where it was left
+out); imported only when used.
 """
 
 from __future__ import annotations
@@ -110,7 +111,7 @@ class CT2Generator(ChatTemplateGenerator):
         cache_shared_prefix: bool = True,
     ) -> None:
         if not available():
-            raise ModelError("the ct2 engine needs CTranslate2: pip install 'carealign[ct2]'")
+            raise ModelError("the ct2 engine needs CTranslate2: pip install ctranslate2")
         import ctranslate2
         import torch
         from transformers import AutoTokenizer
