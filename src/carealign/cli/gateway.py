@@ -74,6 +74,14 @@ def serve_cmd(
     worker: Annotated[
         bool, typer.Option(help="Judge in this process; --no-worker leaves it to `carealign gateway work --follow`.")
     ] = True,
+    judge_when_idle: Annotated[
+        bool,
+        typer.Option(help="Monitor mode: judge while no request is in flight (--no-judge-when-idle: at once)."),
+    ] = True,
+    judge_backlog: Annotated[int, typer.Option(min=1, help="Judge even under load from this many waiting.")] = 500,
+    judge_max_delay: Annotated[
+        float, typer.Option(min=0, help="Judge even under load once the oldest has waited this many seconds.")
+    ] = 300.0,
 ) -> None:
     """Serve POST /v1/chat/completions and GET /v1/models. SIGHUP (or POST /admin/reload with an admin
     key) picks up a newly promoted policy of a run directory without a restart."""
@@ -111,6 +119,9 @@ def serve_cmd(
             device=device,
             lease_seconds=lease_seconds,
             worker=worker,
+            judge_when_idle=judge_when_idle,
+            judge_backlog=judge_backlog,
+            judge_max_delay_s=judge_max_delay,
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None

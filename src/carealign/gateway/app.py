@@ -31,7 +31,6 @@ from carealign.gateway.openai_schema import ChatRequest, completion_body, error_
 from carealign.gateway.serving import ServedPolicy
 from carealign.gateway.settings import GatewaySettings
 from carealign.gateway.worker import JudgingWorker, release_stale_claims
-from carealign.generate import GenerationConfig
 from carealign.review.db import open_database
 
 log = logging.getLogger("carealign.gateway")
@@ -131,6 +130,9 @@ class Gateway:
                 batch=settings.worker_batch,
                 lease_seconds=settings.lease_seconds,
                 retention_days=settings.retention_days,
+                idle_gate=self.policy.in_flight if settings.judge_when_idle else None,
+                max_backlog=settings.judge_backlog,
+                max_delay_s=settings.judge_max_delay_s,
             )
 
     # ------------------------------------------------------------------ lifecycle
@@ -223,15 +225,15 @@ class Gateway:
         return req
 
     def complete(self, key: KeyInfo, req: ChatRequest, started: float) -> Answer:
-        """Generate, (guard,) store, and return the answer. Runs in a worker thread."""
+        """Generate, (guard,) store, and return the answer. Runs in a worker thread; counted as in
+        flight (monitor-mode judging waits for an idle model) until the exchange is stored."""
+        with self.policy.in_flight.track():
+            return self._complete(key, req, started)
+
+    def _complete(self, key: KeyInfo, req: ChatRequest, started: float) -> Answer:
         s = self.settings
         conversation = req.conversation()
-        config = GenerationConfig(
-            max_new_tokens=req.max_completion_tokens or req.max_tokens or s.default_max_tokens,
-            temperature=req.temperature if req.temperature is not None else 0.0,
-            top_p=req.top_p if req.top_p is not None else 1.0,
-            seed=req.seed or 0,
-        )
+        config = req.generation_config(s.default_max_tokens)
         loaded = self.policy.current
         t0 = time.perf_counter()
         completion = loaded.generate(conversation, config)
@@ -270,7 +272,10 @@ class Gateway:
         if self.worker is not None and assessment is None:
             self.worker.wake()
         tokens = completion.n_tokens if original is None else 0
-        return Answer(request_id, text, finish, tokens, loaded.count_tokens(conversation), row.id)
+        prompt_tokens = completion.prompt_tokens
+        if prompt_tokens is None:  # a backend that does not say: count them here
+            prompt_tokens = loaded.count_tokens(conversation)
+        return Answer(request_id, text, finish, tokens, prompt_tokens, row.id)
 
 
 def create_app(settings: GatewaySettings | Gateway, **gateway_kwargs: Any) -> FastAPI:
