@@ -186,13 +186,28 @@ def serve_bare(model: str, port: int, max_tokens: int) -> None:
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
+def wait_drained(sessions: Any, timeout: float) -> float:
+    """Wait until the judging queue is empty (or ``timeout`` seconds); the seconds waited."""
+    from sqlalchemy import func, select
+
+    from carealign.gateway.models import JudgeTask
+
+    start = time.perf_counter()
+    while time.perf_counter() - start < timeout:
+        with sessions() as s:
+            if not s.scalar(select(func.count()).select_from(JudgeTask)):
+                break
+        time.sleep(0.5)
+    return time.perf_counter() - start
+
+
 def gateway_phase(
     model: str, mode: str, work: list[str], clients: int, max_tokens: int, judge: str, tmp: Path
 ) -> dict[str, Any]:
     from sqlalchemy import func, select
 
     from carealign.gateway.keys import create_key
-    from carealign.gateway.models import Exchange, JudgeTask
+    from carealign.gateway.models import Exchange
     from carealign.review.db import open_database
     from carealign.review.web.server import free_port
 
@@ -216,6 +231,7 @@ def gateway_phase(
     proc = start_server(cmd, port, tmp / f"{mode}.log")
     try:
         send = openai_sender(f"http://127.0.0.1:{port}", key, max_tokens)
+        wait_drained(sessions, 120)  # the warm-up exchange judged: the load starts on an idle gateway
         out = run_clients(clients, work, send)
         # the gateway's own time per request: client latency less model time (waiting for and running it)
         with sessions() as s:
@@ -229,14 +245,7 @@ def gateway_phase(
             out["judged_during"] = s.scalar(
                 select(func.count()).select_from(Exchange).where(Exchange.judged_at.is_not(None))
             )
-        drain_start = time.perf_counter()
-        while time.perf_counter() - drain_start < 300:
-            with sessions() as s:
-                pending = s.scalar(select(func.count()).select_from(JudgeTask))
-            if not pending:
-                break
-            time.sleep(0.5)
-        out["drain_s"] = time.perf_counter() - drain_start
+        out["drain_s"] = wait_drained(sessions, 300)
         with sessions() as s:
             out["judged"] = s.scalar(select(func.count()).select_from(Exchange).where(Exchange.judged_at.is_not(None)))
             out["logged"] = s.scalar(select(func.count()).select_from(Exchange))

@@ -138,6 +138,9 @@ class Gateway:
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
+        # the estimator and judge answer once before serving: their first call (lazy set-up, first
+        # forward pass) then delays neither a guard-mode request nor the requests judging overlaps
+        self.assessor.assess([("Hello.", "Hello! How can I help?")])
         if self.worker is not None:
             released = release_stale_claims(self.sessions)
             if released:
