@@ -244,3 +244,25 @@ def test_a_request_counts_as_in_flight_until_its_exchange_is_stored(tmp_path: Pa
         assert running.wait_judged(resp.id).verdict is not None  # judged once the model is idle
     finally:
         running.server.stop()
+
+
+def test_a_monitor_gateway_without_worker_loads_no_judge_and_leaves_the_queue(
+    tmp_path: Path, tiny_generator: Any
+) -> None:
+    from carealign.gateway.assess import Assessor
+    from carealign.gateway.worker import JudgingWorker
+
+    running = start_gateway(tmp_path, tiny_generator, mode="monitor", worker=False)
+    try:
+        assert running.gateway.assessor is None and running.gateway.worker is None
+        resp = ask(running.client(), BENIGN)
+        ex = running.exchange(resp.id)
+        assert ex is not None and ex.judged_at is None
+        with running.sessions() as db:  # its task waits for `carealign gateway work`
+            assert db.scalar(select(JudgeTask).where(JudgeTask.exchange_id == ex.id)) is not None
+        worker = JudgingWorker(running.sessions, Assessor("rules"), group="clinicians")
+        assert worker.drain() == 1
+        judged = running.exchange(resp.id)
+        assert judged is not None and judged.judged_at is not None and judged.verdict is not None
+    finally:
+        running.server.stop()

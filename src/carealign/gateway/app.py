@@ -113,16 +113,20 @@ class Gateway:
         self.settings = settings
         self.engine, self.sessions = open_database(settings.db)
         self.policy = ServedPolicy(settings.model, dtype=settings.dtype, device=settings.device, generator=generator)
-        self.assessor = assessor or Assessor(
-            settings.judge,
-            route=settings.route,
-            safety_policy=settings.safety_policy,
-            policy_generator=self.policy.current.generator,
-        )
+        # judging happens in this process in guard mode and with the worker; a monitor-mode gateway
+        # with --no-worker loads no estimator or judge (they would slow its generation, see docs/gateway.md)
+        self.assessor: Assessor | None = assessor
+        if assessor is None and (settings.mode == "guard" or settings.worker):
+            self.assessor = Assessor(
+                settings.judge,
+                route=settings.route,
+                safety_policy=settings.safety_policy,
+                policy_generator=self.policy.current.generator,
+            )
         self.keys = KeyChecker(self.sessions)
         self.limiter = RateLimiter()
         self.worker: JudgingWorker | None = None
-        if settings.worker:
+        if settings.worker and self.assessor is not None:
             self.worker = JudgingWorker(
                 self.sessions,
                 self.assessor,
@@ -140,7 +144,8 @@ class Gateway:
     def start(self) -> None:
         # the estimator and judge answer once before serving: their first call (lazy set-up, first
         # forward pass) then delays neither a guard-mode request nor the requests judging overlaps
-        self.assessor.assess([("Hello.", "Hello! How can I help?")])
+        if self.assessor is not None:
+            self.assessor.assess([("Hello.", "Hello! How can I help?")])
         if self.worker is not None:
             released = release_stale_claims(self.sessions)
             if released:
@@ -244,6 +249,7 @@ class Gateway:
         finish = "length" if completion.n_tokens >= config.max_new_tokens else "stop"
         text, original, action, assessment = completion.text, None, "none", None
         if s.mode == "guard":
+            assert self.assessor is not None  # made for guard mode in __init__
             prompt = next(m["content"] for m in reversed(conversation) if m["role"] == "user")
             outcome = guard(loaded, conversation, prompt, completion.text, self.assessor, s.guard, config)
             text, original, action, assessment = outcome.text, outcome.original, outcome.action, outcome.assessment
