@@ -8,7 +8,8 @@ Phases, one after another on the same machine, each against a fresh server proce
    :func:`carealign.gateway.bare.create_bare_app`), without keys, logging, judging or guarding;
 2. **monitor** / **guard**: ``carealign gateway serve`` with a fresh SQLite log; **monitor-now** is
    monitor mode judging at once instead of when the model is idle (``--no-judge-when-idle``);
-   **monitor-apart** is ``serve --no-worker`` with ``nice -n 19 carealign gateway work --follow``.
+   **monitor-apart** is ``serve --no-worker`` (no estimator or judge in the serving process) with
+   ``nice -n 19 carealign gateway work --follow --when-idle URL`` judging while the gateway is idle.
 
 Every phase sends the same ``--requests`` prompts with ``--clients`` threads of the ``openai``
 client (greedy, ``--max-tokens`` each). For each phase it prints p50/p99/max latency, requests per
@@ -41,7 +42,7 @@ from typing import Any
 import httpx
 
 #: The gateway phases: monitor mode (judging when the model is idle), monitor mode judging at once,
-#: monitor mode with ``serve --no-worker`` and ``nice -n 19 carealign gateway work --follow``, guard mode.
+#: monitor mode with ``serve --no-worker`` and ``nice -n 19 carealign gateway work --follow --when-idle``, guard mode.
 GATEWAY_PHASES = ("monitor", "monitor-now", "monitor-apart", "guard")
 
 
@@ -226,7 +227,7 @@ def gateway_phase(
     elif mode == "monitor-apart":  # judging in a process of its own, at the lowest CPU priority
         cmd.append("--no-worker")
         judge_cmd = ["nice", "-n", "19", sys.executable, "-m", "carealign", "gateway", "work", "--follow"]
-        judge_cmd += ["--db", str(db), "--judge", judge]
+        judge_cmd += ["--db", str(db), "--judge", judge, "--when-idle", f"http://127.0.0.1:{port}/health"]
         judge_proc = subprocess.Popen(judge_cmd, stdout=(tmp / "work.log").open("wb"), stderr=subprocess.STDOUT)
     proc = start_server(cmd, port, tmp / f"{mode}.log")
     try:

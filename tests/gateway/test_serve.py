@@ -266,3 +266,15 @@ def test_a_monitor_gateway_without_worker_loads_no_judge_and_leaves_the_queue(
         assert judged is not None and judged.judged_at is not None and judged.verdict is not None
     finally:
         running.server.stop()
+
+
+def test_health_reports_requests_in_flight_to_a_judging_process(monitor_gateway: RunningGateway) -> None:
+    from carealign.gateway.worker import HttpIdleGate
+
+    gate = HttpIdleGate(monitor_gateway.server.url + "/health", poll_seconds=0.01)
+    assert not gate.busy() and gate.wait_idle(0)
+    with monitor_gateway.gateway.policy.in_flight.track():
+        assert httpx.get(monitor_gateway.server.url + "/health").json()["in_flight"] == 1
+        assert gate.busy() and not gate.wait_idle(0)
+    assert not gate.busy()
+    assert not HttpIdleGate("http://127.0.0.1:9/health").busy()  # no gateway there: judging goes on

@@ -377,7 +377,12 @@ def create_app(settings: GatewaySettings | Gateway, **gateway_kwargs: Any) -> Fa
         return await run_in_threadpool(gw.reload)
 
     @app.get("/health")
-    async def health() -> dict[str, str]:
-        return {"status": "ok", "policy": gw.policy.identity, "mode": gw.settings.mode}
+    async def health() -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "policy": gw.policy.identity,
+            "mode": gw.settings.mode,
+            "in_flight": gw.policy.in_flight.count,
+        }
 
     return app

@@ -60,6 +60,34 @@ class IdleGate(Protocol):
     def wait_idle(self, timeout: float) -> bool: ...
 
 
+class HttpIdleGate:
+    """The idle gate of a gateway in another process, read from its ``GET /health`` (``in_flight``):
+    lets ``carealign gateway work --follow --when-idle URL`` judge only while that gateway is idle.
+    A gateway that does not answer counts as idle (judging must not stop because serving did)."""
+
+    def __init__(self, url: str, poll_seconds: float = 0.2) -> None:
+        self.url = url
+        self.poll = poll_seconds
+
+    def busy(self) -> bool:
+        import httpx
+
+        try:
+            return int(httpx.get(self.url, timeout=2.0).json().get("in_flight", 0)) > 0
+        except (httpx.HTTPError, ValueError, AttributeError):
+            return False
+
+    def wait_idle(self, timeout: float) -> bool:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while self.busy():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(self.poll)
+        return True
+
+
 class JudgingWorker:
     """Judges queued exchanges until stopped; :meth:`run_once` does one batch (for tests and ``work --once``)."""
 
