@@ -1,18 +1,22 @@
 """Load test of the gateway: concurrent clients against ``carealign gateway serve`` vs the same backend called directly.
 
-Phases, one after another on the same machine:
+Phases, one after another on the same machine, each against a fresh server process:
 
-1. **direct**: the model is loaded in this process and ``--clients`` threads send the requests
-   straight to it, through the same one-request-at-a-time lock the gateway uses (the backend's own
-   latency, queueing included);
-2. **monitor** / **guard**: ``carealign gateway serve`` runs as a separate process with a fresh
-   SQLite log, and ``--clients`` threads send the same requests over HTTP with the ``openai``
-   client (``--requests`` in all, greedy, ``--max-tokens`` each).
+1. **direct**: the baseline, "the same backend called directly": the same model behind the same
+   kind of HTTP server (uvicorn + FastAPI, one hop to a worker thread, the policy's one dedicated
+   model thread, the gateway's request schema and response body:
+   :func:`carealign.gateway.bare.create_bare_app`), without keys, logging, judging or guarding;
+2. **monitor** / **guard**: ``carealign gateway serve`` with a fresh SQLite log; **monitor-now** is
+   monitor mode judging at once instead of when the model is idle (``--no-judge-when-idle``);
+   **monitor-apart** is ``serve --no-worker`` (no estimator or judge in the serving process) with
+   ``nice -n 19 carealign gateway work --follow --when-idle URL`` judging while the gateway is idle.
 
-For each phase it prints p50/p99/max latency, requests per second and errors; for the gateway
-phases the overhead against the direct phase (p50 and p99 differences), the gateway's own time per
-request (latency seen by the client less the time spent waiting for and running the model, read
-from the log), and a count check: every response a client received must be in the exchange log
+Every phase sends the same ``--requests`` prompts with ``--clients`` threads of the ``openai``
+client (greedy, ``--max-tokens`` each). For each phase it prints p50/p99/max latency, requests per
+second and errors; for the gateway phases the difference to the direct phase at p50 and p99, and for
+all phases the server's own time per request: the client's latency less the time spent waiting for
+and running the model (from the exchange log for the gateway, from the ``x-model-ms`` header for the
+direct server); and a count check: every response a client received must be in the exchange log
 (and, once the judging queue has drained, judged).
 
     .venv/bin/python benchmarks/gateway_load.py                     # smollm2-135m, 20 clients, 80 requests per phase
@@ -36,6 +40,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+#: The gateway phases: monitor mode (judging when the model is idle), monitor mode judging at once,
+#: monitor mode with ``serve --no-worker`` and ``nice -n 19 carealign gateway work --follow --when-idle``, guard mode.
+GATEWAY_PHASES = ("monitor", "monitor-now", "monitor-apart", "guard")
 
 
 def cpu_name() -> str:
@@ -66,17 +74,20 @@ def prompts(n: int) -> list[str]:
 
 
 def run_clients(n_clients: int, work: list[str], send: Any) -> dict[str, Any]:
-    """Send every prompt of ``work`` with ``n_clients`` threads; latencies, ids, errors, wall time."""
+    """Send every prompt of ``work`` with ``n_clients`` threads; latencies, ids, errors, wall time.
+
+    ``send`` returns (response id, model milliseconds or None)."""
     latencies: list[float] = []
     ids: list[str] = []
     by_id: dict[str, float] = {}
+    own: list[float] = []
     errors: list[str] = []
     lock = threading.Lock()
 
     def one(prompt: str) -> None:
         t0 = time.perf_counter()
         try:
-            rid = send(prompt)
+            rid, model_ms = send(prompt)
         except Exception as exc:
             with lock:
                 errors.append(f"{type(exc).__name__}: {exc}"[:200])
@@ -84,39 +95,120 @@ def run_clients(n_clients: int, work: list[str], send: Any) -> dict[str, Any]:
         dt = (time.perf_counter() - t0) * 1000
         with lock:
             latencies.append(dt)
-            if rid:
-                ids.append(rid)
-                by_id[rid] = dt
+            ids.append(rid)
+            by_id[rid] = dt
+            if model_ms is not None:
+                own.append(dt - model_ms)
 
+    load_before = os.getloadavg()[0]
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=n_clients) as pool:
         list(pool.map(one, work))
     wall = time.perf_counter() - start
-    return {"latencies": latencies, "ids": ids, "by_id": by_id, "errors": errors, "wall_s": wall}
+    return {
+        "latencies": latencies,
+        "ids": ids,
+        "by_id": by_id,
+        "own_ms": own,
+        "errors": errors,
+        "wall_s": wall,
+        "load": (load_before, os.getloadavg()[0]),
+    }
 
 
-def direct_phase(model: str, work: list[str], clients: int, max_tokens: int) -> dict[str, Any]:
+def start_server(cmd: list[str], port: int, log_path: Path) -> subprocess.Popen[bytes]:
+    """Start a server process and wait until its /health answers."""
+    log = log_path.open("wb")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 300
+    while True:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise SystemExit(f"{cmd[:6]} did not start: {log_path.read_text()[-2000:]}")
+        try:
+            if httpx.get(base + "/health", timeout=2).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.5)
+
+
+def stop_server(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+
+
+def openai_sender(base: str, key: str, max_tokens: int) -> Any:
+    """A ``send(prompt)`` for :func:`run_clients`, warmed up with one request first."""
+    import openai
+
+    from carealign.gateway.bare import MODEL_MS_HEADER
+
+    client = openai.OpenAI(base_url=base + "/v1", api_key=key, max_retries=0, timeout=600)
+
+    def send(prompt: str) -> tuple[str, float | None]:
+        raw = client.chat.completions.with_raw_response.create(
+            model="carealign", messages=[{"role": "user", "content": prompt}], max_tokens=max_tokens
+        )
+        model_ms = raw.headers.get(MODEL_MS_HEADER)
+        return raw.parse().id, float(model_ms) if model_ms is not None else None
+
+    send("warm up")
+    return send
+
+
+def direct_phase(model: str, work: list[str], clients: int, max_tokens: int, tmp: Path) -> dict[str, Any]:
+    """The same model behind the bare endpoint (same server, same model thread; no gateway work)."""
+    from carealign.review.web.server import free_port
+
+    port = free_port()
+    cmd = [sys.executable, __file__, "--serve-bare", "--model", model, "--port", str(port)]
+    cmd += ["--max-tokens", str(max_tokens)]
+    proc = start_server(cmd, port, tmp / "direct.log")
+    try:
+        send = openai_sender(f"http://127.0.0.1:{port}", "none", max_tokens)
+        return run_clients(clients, work, send)
+    finally:
+        stop_server(proc)
+
+
+def serve_bare(model: str, port: int, max_tokens: int) -> None:
+    """Run the bare endpoint (the direct phase's server process)."""
+    import uvicorn
+
+    from carealign.gateway.bare import create_bare_app
     from carealign.gateway.serving import ServedPolicy
-    from carealign.generate import GenerationConfig
 
-    loaded = ServedPolicy(model).current
-    config = GenerationConfig(max_new_tokens=max_tokens)
-    loaded.generate([{"role": "user", "content": "warm up"}], config)
+    app = create_bare_app(ServedPolicy(model), default_max_tokens=max_tokens)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
-    def send(prompt: str) -> None:
-        loaded.generate([{"role": "user", "content": prompt}], config)
 
-    return run_clients(clients, work, send)
+def wait_drained(sessions: Any, timeout: float) -> float:
+    """Wait until the judging queue is empty (or ``timeout`` seconds); the seconds waited."""
+    from sqlalchemy import func, select
+
+    from carealign.gateway.models import JudgeTask
+
+    start = time.perf_counter()
+    while time.perf_counter() - start < timeout:
+        with sessions() as s:
+            if not s.scalar(select(func.count()).select_from(JudgeTask)):
+                break
+        time.sleep(0.5)
+    return time.perf_counter() - start
 
 
 def gateway_phase(
     model: str, mode: str, work: list[str], clients: int, max_tokens: int, judge: str, tmp: Path
 ) -> dict[str, Any]:
-    import openai
     from sqlalchemy import func, select
 
     from carealign.gateway.keys import create_key
-    from carealign.gateway.models import Exchange, JudgeTask
+    from carealign.gateway.models import Exchange
     from carealign.review.db import open_database
     from carealign.review.web.server import free_port
 
@@ -126,32 +218,21 @@ def gateway_phase(
         _, key = create_key(s, "bench", rate_per_minute=1_000_000)
         s.commit()
     port = free_port()
-    log = (tmp / f"{mode}.log").open("wb")
     cmd = [sys.executable, "-m", "carealign", "gateway", "serve", "--model", model, "--db", str(db)]
-    cmd += ["--port", str(port), "--mode", mode, "--judge", judge, "--default-max-tokens", str(max_tokens)]
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
+    cmd += ["--port", str(port), "--mode", mode.split("-")[0], "--judge", judge]
+    cmd += ["--default-max-tokens", str(max_tokens)]
+    judge_proc = None
+    if mode == "monitor-now":
+        cmd.append("--no-judge-when-idle")
+    elif mode == "monitor-apart":  # judging in a process of its own, at the lowest CPU priority
+        cmd.append("--no-worker")
+        judge_cmd = ["nice", "-n", "19", sys.executable, "-m", "carealign", "gateway", "work", "--follow"]
+        judge_cmd += ["--db", str(db), "--judge", judge, "--when-idle", f"http://127.0.0.1:{port}/health"]
+        judge_proc = subprocess.Popen(judge_cmd, stdout=(tmp / "work.log").open("wb"), stderr=subprocess.STDOUT)
+    proc = start_server(cmd, port, tmp / f"{mode}.log")
     try:
-        deadline = time.monotonic() + 300
-        while True:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"gateway did not start: {(tmp / f'{mode}.log').read_text()[-2000:]}")
-            try:
-                if httpx.get(base + "/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.5)
-        client = openai.OpenAI(base_url=base + "/v1", api_key=key, max_retries=0, timeout=600)
-        client.chat.completions.create(
-            model="carealign", messages=[{"role": "user", "content": "warm up"}], max_tokens=max_tokens
-        )
-
-        def send(prompt: str) -> str:
-            r = client.chat.completions.create(
-                model="carealign", messages=[{"role": "user", "content": prompt}], max_tokens=max_tokens
-            )
-            return r.id
-
+        send = openai_sender(f"http://127.0.0.1:{port}", key, max_tokens)
+        wait_drained(sessions, 120)  # the warm-up exchange judged: the load starts on an idle gateway
         out = run_clients(clients, work, send)
         # the gateway's own time per request: client latency less model time (waiting for and running it)
         with sessions() as s:
@@ -161,14 +242,11 @@ def gateway_phase(
         out["own_ms"] = [out["by_id"][i] - rows[i].generation_ms for i in out["ids"] if i in rows]
         out["server_ms"] = [rows[i].latency_ms - rows[i].generation_ms for i in out["ids"] if i in rows]
         out["guarded"] = sum(1 for i in out["ids"] if i in rows and rows[i].guard_action != "none")
-        drain_start = time.perf_counter()
-        while time.perf_counter() - drain_start < 300:
-            with sessions() as s:
-                pending = s.scalar(select(func.count()).select_from(JudgeTask))
-            if not pending:
-                break
-            time.sleep(0.5)
-        out["drain_s"] = time.perf_counter() - drain_start
+        with sessions() as s:
+            out["judged_during"] = s.scalar(
+                select(func.count()).select_from(Exchange).where(Exchange.judged_at.is_not(None))
+            )
+        out["drain_s"] = wait_drained(sessions, 300)
         with sessions() as s:
             out["judged"] = s.scalar(select(func.count()).select_from(Exchange).where(Exchange.judged_at.is_not(None)))
             out["logged"] = s.scalar(select(func.count()).select_from(Exchange))
@@ -176,8 +254,9 @@ def gateway_phase(
                 select(func.count()).select_from(Exchange).where(Exchange.review_item_id.is_not(None))
             )
     finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(60)
+        stop_server(proc)
+        if judge_proc is not None:
+            stop_server(judge_proc)
         engine.dispose()
     return out
 
@@ -188,15 +267,24 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=20)
     ap.add_argument("--requests", type=int, default=80, help="Requests per phase.")
     ap.add_argument("--max-tokens", type=int, default=16)
-    ap.add_argument("--modes", default="monitor,guard")
+    ap.add_argument("--modes", default="monitor,guard", help=f"Gateway phases: {', '.join(GATEWAY_PHASES)}.")
     ap.add_argument("--judge", default="rules")
     ap.add_argument("--out", type=Path, default=None, help="Also write the figures as JSON.")
     ap.add_argument(
         "--direct-again", action="store_true", help="Run the direct phase again at the end; compare with both."
     )
+    ap.add_argument("--serve-bare", action="store_true", help=argparse.SUPPRESS)  # the direct phase's server
+    ap.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if args.serve_bare:
+        serve_bare(args.model, args.port, args.max_tokens)
+        return
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    unknown = [m for m in modes if m not in GATEWAY_PHASES]
+    if unknown:
+        ap.error(f"--modes: unknown phase(s) {', '.join(unknown)}; expected {', '.join(GATEWAY_PHASES)}")
     work = prompts(args.requests)
     print(
         f"CPU: {cpu_name()}; model {args.model}; {args.clients} clients, {args.requests} requests per phase, "
@@ -208,23 +296,29 @@ def main() -> None:
         lat = r["latencies"]
         print(
             f"  {name} done: {len(lat)} ok, {len(r['errors'])} errors, {len(lat) / r['wall_s']:.2f} req/s, "
-            f"p50 {percentile(lat, 0.5):.0f} ms, p99 {percentile(lat, 0.99):.0f} ms",
+            f"p50 {percentile(lat, 0.5):.0f} ms, p99 {percentile(lat, 0.99):.0f} ms, own p50 "
+            f"{percentile(r['own_ms'], 0.5):.1f} ms, own p99 {percentile(r['own_ms'], 0.99):.1f} ms; "
+            f"load average {r['load'][0]:.2f} -> {r['load'][1]:.2f}"
+            + (f"; judged by the end of the load {r['judged_during']}" if "judged_during" in r else ""),
             flush=True,
         )
 
-    results: dict[str, dict[str, Any]] = {"direct": direct_phase(args.model, work, args.clients, args.max_tokens)}
-    brief("direct", results["direct"])
+    results: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="gateway-load-") as tmp:
-        for mode in [m.strip() for m in args.modes.split(",") if m.strip()]:
+        results["direct"] = direct_phase(args.model, work, args.clients, args.max_tokens, Path(tmp))
+        brief("direct", results["direct"])
+        for mode in modes:
             results[mode] = gateway_phase(args.model, mode, work, args.clients, args.max_tokens, args.judge, Path(tmp))
             brief(mode, results[mode])
-    if args.direct_again:  # the baseline once more, to see how far the machine drifted during the run
-        results["direct2"] = direct_phase(args.model, work, args.clients, args.max_tokens)
+        if args.direct_again:  # the baseline once more, to see how far the machine drifted during the run
+            results["direct2"] = direct_phase(args.model, work, args.clients, args.max_tokens, Path(tmp))
+            brief("direct2", results["direct2"])
     base = results["direct"]["latencies"] + results.get("direct2", {}).get("latencies", [])
+    base_own = results["direct"]["own_ms"] + results.get("direct2", {}).get("own_ms", [])
     summary: dict[str, Any] = {"cpu": cpu_name(), "args": {k: str(v) for k, v in vars(args).items()}}
-    header = f"{'phase':<8} {'ok':>4} {'err':>4} {'req/s':>6} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}"
-    header += f" {'d p50':>7} {'d p99':>7} {'own p50':>8} {'own p99':>8} {'srv p50':>8} {'srv p99':>8}"
-    header += f" {'lost':>5} {'judged':>7}"
+    header = f"{'phase':<11} {'ok':>4} {'err':>4} {'req/s':>6} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}"
+    header += f" {'d p50':>7} {'d p99':>7} {'own p50':>8} {'own p99':>8} {'d own50':>8} {'d own99':>8}"
+    header += f" {'srv p50':>8} {'srv p99':>8} {'lost':>5} {'judged':>7} {'load':>11}"
     print(header)
     for name, r in results.items():
         lat = r["latencies"]
@@ -235,41 +329,51 @@ def main() -> None:
             "p50_ms": percentile(lat, 0.5),
             "p99_ms": percentile(lat, 0.99),
             "max_ms": max(lat) if lat else float("nan"),
+            "own_p50_ms": percentile(r["own_ms"], 0.5),
+            "own_p99_ms": percentile(r["own_ms"], 0.99),
+            "load_average": r["load"],
         }
         line = (
-            f"{name:<8} {row['ok']:>4} {row['errors']:>4} {row['requests_per_s']:>6.2f} {row['p50_ms']:>8.0f} "
+            f"{name:<11} {row['ok']:>4} {row['errors']:>4} {row['requests_per_s']:>6.2f} {row['p50_ms']:>8.0f} "
             f"{row['p99_ms']:>8.0f} {row['max_ms']:>8.0f}"
         )
-        if not name.startswith("direct"):
+        if name.startswith("direct"):
+            line += f" {'':>7} {'':>7} {row['own_p50_ms']:>8.1f} {row['own_p99_ms']:>8.1f}" + " " * 42
+        else:
             row.update(
                 overhead_p50_ms=row["p50_ms"] - percentile(base, 0.5),
                 overhead_p99_ms=row["p99_ms"] - percentile(base, 0.99),
-                own_p50_ms=percentile(r["own_ms"], 0.5),
-                own_p99_ms=percentile(r["own_ms"], 0.99),
+                own_overhead_p50_ms=row["own_p50_ms"] - percentile(base_own, 0.5),
+                own_overhead_p99_ms=row["own_p99_ms"] - percentile(base_own, 0.99),
                 server_p50_ms=percentile(r["server_ms"], 0.5),
                 server_p99_ms=percentile(r["server_ms"], 0.99),
                 lost=len(r["missing"]),
                 logged=r["logged"],
                 judged=r["judged"],
+                judged_during_load=r["judged_during"],
                 routed=r["routed"],
                 guarded=r["guarded"],
                 drain_s=r["drain_s"],
             )
             line += (
                 f" {row['overhead_p50_ms']:>7.0f} {row['overhead_p99_ms']:>7.0f} {row['own_p50_ms']:>8.1f} "
-                f"{row['own_p99_ms']:>8.1f} {row['server_p50_ms']:>8.1f} {row['server_p99_ms']:>8.1f} "
-                f"{row['lost']:>5} {row['judged']:>4}/{row['logged']}"
+                f"{row['own_p99_ms']:>8.1f} {row['own_overhead_p50_ms']:>8.1f} {row['own_overhead_p99_ms']:>8.1f} "
+                f"{row['server_p50_ms']:>8.1f} {row['server_p99_ms']:>8.1f} {row['lost']:>5} "
+                f"{row['judged']:>3}/{row['logged']:<3}"
             )
+        line += f" {r['load'][0]:>5.2f}-{r['load'][1]:<5.2f}"
         print(line)
         if r["errors"]:
             print(f"  first errors: {r['errors'][:3]}")
         summary[name] = row
     print(
         "d p50/d p99: gateway minus direct at that percentile (both include queueing for the one model; direct "
-        "pools both direct runs when there are two); own: the gateway's own time per request (client latency less "
-        "time waiting for and running the model, from the log); srv: the part of it inside the server before the "
-        "commit (auth, parsing, guard judging, prompt token count); lost: returned responses missing from the log; "
-        "judged: judged/logged once the queue drained (includes one warm-up request)."
+        "pools both direct runs when there are two); own: the server's own time per request (client latency less "
+        "time waiting for and running the model: from the log for the gateway, from x-model-ms for direct); "
+        "d own: gateway own minus direct own at that percentile; srv: the part of the gateway's own time inside "
+        "the server before the commit (auth, parsing, guard judging); lost: returned responses missing from the "
+        "log; judged: judged/logged once the queue drained (includes one warm-up request); load: 1-minute load "
+        "average at the start and end of the phase."
     )
     if args.out:
         args.out.write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")

@@ -16,7 +16,8 @@ from carealign.domain import Verdict
 from carealign.gateway.assess import Assessor
 from carealign.gateway.exchanges import NewExchange, store_exchange
 from carealign.gateway.models import Exchange, JudgeTask
-from carealign.gateway.worker import JudgingWorker, release_stale_claims
+from carealign.gateway.serving import InFlight
+from carealign.gateway.worker import JudgingWorker, pending_count, release_stale_claims
 from carealign.judge import Judgement
 from carealign.review.db import open_database
 from carealign.review.models import Item, utcnow
@@ -114,3 +115,36 @@ def test_a_failing_judge_leaves_the_task_with_its_error(sessions: Any) -> None:
         task = db.scalar(select(JudgeTask))
         assert task is not None and task.claimed_by is None and "judge offline" in (task.last_error or "")
         assert task.attempts == 1
+
+
+def test_an_idle_gate_holds_judging_while_requests_are_in_flight_unless_overdue(
+    sessions: Any, assessor: Assessor
+) -> None:
+    gate = InFlight()
+    w = JudgingWorker(
+        sessions, assessor, group="clinicians", batch=32, idle_gate=gate, max_backlog=10, max_delay_s=3600, idle_batch=2
+    )
+    assert not w.overdue()  # an empty queue is never overdue
+    for i in range(3):
+        _log(sessions, i)
+    assert w.batch_now() == 2  # the model is idle: judge, in small batches
+    with gate.track():
+        assert gate.busy() and not gate.wait_idle(0)
+        assert not w.overdue() and w.batch_now() is None  # a request in flight; 3 waiting, none old: wait
+        w.max_backlog = 3
+        assert w.overdue() and w.batch_now() == 32  # the backlog reached its cap
+        w.max_backlog = 10
+        with sessions() as db:  # the oldest task has waited past the delay
+            first = db.scalar(select(func.min(JudgeTask.id)))
+            db.execute(update(JudgeTask).where(JudgeTask.id == first).values(created_at=utcnow() - timedelta(hours=2)))
+            db.commit()
+        assert w.overdue() and w.batch_now() == 32
+        with gate.track():  # nested requests: busy until the last one is done
+            assert gate.count == 2
+        assert gate.busy()
+    assert not gate.busy() and gate.wait_idle(0) and w.batch_now() == 2
+    assert w.run_once(w.batch_now()) == 2
+    with sessions() as db:
+        assert pending_count(db) == 1
+    ungated = JudgingWorker(sessions, assessor, group="clinicians", batch=32)
+    assert ungated.batch_now() == 32 and ungated.drain() == 1

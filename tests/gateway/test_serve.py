@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from typing import Any
 
 import httpx
 import openai
@@ -12,7 +14,7 @@ from sqlalchemy import select
 from carealign.gateway.models import Exchange, JudgeTask
 from carealign.review.models import Item, ItemStatus, Prompt
 
-from .conftest import BENIGN, HARMFUL, RunningGateway, ask
+from .conftest import BENIGN, HARMFUL, RunningGateway, ask, start_gateway
 
 
 def test_plain_completion_is_logged_before_it_returns(monitor_gateway: RunningGateway) -> None:
@@ -22,6 +24,9 @@ def test_plain_completion_is_logged_before_it_returns(monitor_gateway: RunningGa
     assert resp.object == "chat.completion" and resp.model == "carealign"
     assert resp.choices[0].finish_reason in ("stop", "length")
     assert resp.usage is not None and resp.usage.prompt_tokens > 0
+    # the prompt's tokens as the model read them (reported by the generation, not counted again)
+    loaded = monitor_gateway.gateway.policy.current
+    assert resp.usage.prompt_tokens == loaded.count_tokens([{"role": "user", "content": BENIGN}])
     ex = monitor_gateway.exchange(resp.id)  # read at once: durable before the response left
     assert ex is not None
     assert ex.response == text and ex.prompt == BENIGN
@@ -209,3 +214,67 @@ def test_oversized_chunked_body_is_cut_off(monitor_gateway: RunningGateway) -> N
         headers={"Authorization": f"Bearer {monitor_gateway.key('default')}", "Content-Type": "application/json"},
     )
     assert r.status_code == 413 and r.json()["error"]["code"] == "request_too_large"
+
+
+class _SeesInFlight:
+    """A generator that records how many requests the gateway counted as in flight while it generated."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.gateway: Any = None
+        self.seen: list[int] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def generate_chat(self, conversations: Any, config: Any, progress: Any = None) -> Any:
+        self.seen.append(self.gateway.policy.in_flight.count)
+        return self.inner.generate_chat(conversations, config, progress)
+
+
+def test_a_request_counts_as_in_flight_until_its_exchange_is_stored(tmp_path: Path, tiny_generator: Any) -> None:
+    gen = _SeesInFlight(tiny_generator)
+    running = start_gateway(tmp_path, gen, mode="monitor")
+    try:
+        gen.gateway = running.gateway
+        resp = ask(running.client(), BENIGN)
+        assert gen.seen == [1]  # the monitor-mode worker does not judge while this is > 0
+        assert running.gateway.policy.in_flight.count == 0 and not running.gateway.policy.in_flight.busy()
+        assert running.exchange(resp.id) is not None
+        assert running.wait_judged(resp.id).verdict is not None  # judged once the model is idle
+    finally:
+        running.server.stop()
+
+
+def test_a_monitor_gateway_without_worker_loads_no_judge_and_leaves_the_queue(
+    tmp_path: Path, tiny_generator: Any
+) -> None:
+    from carealign.gateway.assess import Assessor
+    from carealign.gateway.worker import JudgingWorker
+
+    running = start_gateway(tmp_path, tiny_generator, mode="monitor", worker=False)
+    try:
+        assert running.gateway.assessor is None and running.gateway.worker is None
+        resp = ask(running.client(), BENIGN)
+        ex = running.exchange(resp.id)
+        assert ex is not None and ex.judged_at is None
+        with running.sessions() as db:  # its task waits for `carealign gateway work`
+            assert db.scalar(select(JudgeTask).where(JudgeTask.exchange_id == ex.id)) is not None
+        worker = JudgingWorker(running.sessions, Assessor("rules"), group="clinicians")
+        assert worker.drain() == 1
+        judged = running.exchange(resp.id)
+        assert judged is not None and judged.judged_at is not None and judged.verdict is not None
+    finally:
+        running.server.stop()
+
+
+def test_health_reports_requests_in_flight_to_a_judging_process(monitor_gateway: RunningGateway) -> None:
+    from carealign.gateway.worker import HttpIdleGate
+
+    gate = HttpIdleGate(monitor_gateway.server.url + "/health", poll_seconds=0.01)
+    assert not gate.busy() and gate.wait_idle(0)
+    with monitor_gateway.gateway.policy.in_flight.track():
+        assert httpx.get(monitor_gateway.server.url + "/health").json()["in_flight"] == 1
+        assert gate.busy() and not gate.wait_idle(0)
+    assert not gate.busy()
+    assert not HttpIdleGate("http://127.0.0.1:9/health").busy()  # no gateway there: judging goes on

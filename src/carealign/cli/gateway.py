@@ -74,6 +74,14 @@ def serve_cmd(
     worker: Annotated[
         bool, typer.Option(help="Judge in this process; --no-worker leaves it to `carealign gateway work --follow`.")
     ] = True,
+    judge_when_idle: Annotated[
+        bool,
+        typer.Option(help="Monitor mode: judge while no request is in flight (--no-judge-when-idle: at once)."),
+    ] = True,
+    judge_backlog: Annotated[int, typer.Option(min=1, help="Judge even under load from this many waiting.")] = 500,
+    judge_max_delay: Annotated[
+        float, typer.Option(min=0, help="Judge even under load once the oldest has waited this many seconds.")
+    ] = 300.0,
 ) -> None:
     """Serve POST /v1/chat/completions and GET /v1/models. SIGHUP (or POST /admin/reload with an admin
     key) picks up a newly promoted policy of a run directory without a restart."""
@@ -111,6 +119,9 @@ def serve_cmd(
             device=device,
             lease_seconds=lease_seconds,
             worker=worker,
+            judge_when_idle=judge_when_idle,
+            judge_backlog=judge_backlog,
+            judge_max_delay_s=judge_max_delay,
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
@@ -137,18 +148,38 @@ def work_cmd(
     policy: Annotated[Path | None, typer.Option(help="Safety policy YAML for scores.")] = None,
     follow: Annotated[bool, typer.Option(help="Keep judging new exchanges until interrupted.")] = False,
     retention_days: Annotated[float | None, typer.Option(min=0.001, help="Delete exchanges older than this.")] = None,
+    when_idle: Annotated[
+        str | None,
+        typer.Option(
+            help="With --follow: judge only while the gateway at this health URL (http://HOST:PORT/health) has "
+            "no request in flight, unless the backlog is overdue."
+        ),
+    ] = None,
+    judge_backlog: Annotated[int, typer.Option(min=1, help="With --when-idle: judge anyway from this many.")] = 500,
+    judge_max_delay: Annotated[
+        float, typer.Option(min=0, help="With --when-idle: judge anyway once the oldest waited this long (s).")
+    ] = 300.0,
 ) -> None:
     """Judge the exchanges waiting in the queue, then exit (e.g. after a crash, without serving); with
     --follow, keep judging in a process of its own next to `gateway serve --no-worker`."""
     import time
 
     from carealign.gateway.assess import Assessor
-    from carealign.gateway.worker import JudgingWorker, release_stale_claims
+    from carealign.gateway.worker import HttpIdleGate, JudgingWorker, release_stale_claims
 
     engine, sessions = _open(db)
     release_stale_claims(sessions)
     assessor = Assessor(judge, safety_policy=str(policy) if policy else None)
-    worker = JudgingWorker(sessions, assessor, group=group, retention_days=retention_days)
+    gate = HttpIdleGate(when_idle) if when_idle and follow else None
+    worker = JudgingWorker(
+        sessions,
+        assessor,
+        group=group,
+        retention_days=retention_days,
+        idle_gate=gate,
+        max_backlog=judge_backlog,
+        max_delay_s=judge_max_delay,
+    )
     if not follow:
         n = worker.drain()
         engine.dispose()

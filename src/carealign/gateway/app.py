@@ -31,7 +31,6 @@ from carealign.gateway.openai_schema import ChatRequest, completion_body, error_
 from carealign.gateway.serving import ServedPolicy
 from carealign.gateway.settings import GatewaySettings
 from carealign.gateway.worker import JudgingWorker, release_stale_claims
-from carealign.generate import GenerationConfig
 from carealign.review.db import open_database
 
 log = logging.getLogger("carealign.gateway")
@@ -114,16 +113,20 @@ class Gateway:
         self.settings = settings
         self.engine, self.sessions = open_database(settings.db)
         self.policy = ServedPolicy(settings.model, dtype=settings.dtype, device=settings.device, generator=generator)
-        self.assessor = assessor or Assessor(
-            settings.judge,
-            route=settings.route,
-            safety_policy=settings.safety_policy,
-            policy_generator=self.policy.current.generator,
-        )
+        # judging happens in this process in guard mode and with the worker; a monitor-mode gateway
+        # with --no-worker loads no estimator or judge (they would slow its generation, see docs/gateway.md)
+        self.assessor: Assessor | None = assessor
+        if assessor is None and (settings.mode == "guard" or settings.worker):
+            self.assessor = Assessor(
+                settings.judge,
+                route=settings.route,
+                safety_policy=settings.safety_policy,
+                policy_generator=self.policy.current.generator,
+            )
         self.keys = KeyChecker(self.sessions)
         self.limiter = RateLimiter()
         self.worker: JudgingWorker | None = None
-        if settings.worker:
+        if settings.worker and self.assessor is not None:
             self.worker = JudgingWorker(
                 self.sessions,
                 self.assessor,
@@ -131,11 +134,18 @@ class Gateway:
                 batch=settings.worker_batch,
                 lease_seconds=settings.lease_seconds,
                 retention_days=settings.retention_days,
+                idle_gate=self.policy.in_flight if settings.judge_when_idle else None,
+                max_backlog=settings.judge_backlog,
+                max_delay_s=settings.judge_max_delay_s,
             )
 
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
+        # the estimator and judge answer once before serving: their first call (lazy set-up, first
+        # forward pass) then delays neither a guard-mode request nor the requests judging overlaps
+        if self.assessor is not None:
+            self.assessor.assess([("Hello.", "Hello! How can I help?")])
         if self.worker is not None:
             released = release_stale_claims(self.sessions)
             if released:
@@ -223,15 +233,15 @@ class Gateway:
         return req
 
     def complete(self, key: KeyInfo, req: ChatRequest, started: float) -> Answer:
-        """Generate, (guard,) store, and return the answer. Runs in a worker thread."""
+        """Generate, (guard,) store, and return the answer. Runs in a worker thread; counted as in
+        flight (monitor-mode judging waits for an idle model) until the exchange is stored."""
+        with self.policy.in_flight.track():
+            return self._complete(key, req, started)
+
+    def _complete(self, key: KeyInfo, req: ChatRequest, started: float) -> Answer:
         s = self.settings
         conversation = req.conversation()
-        config = GenerationConfig(
-            max_new_tokens=req.max_completion_tokens or req.max_tokens or s.default_max_tokens,
-            temperature=req.temperature if req.temperature is not None else 0.0,
-            top_p=req.top_p if req.top_p is not None else 1.0,
-            seed=req.seed or 0,
-        )
+        config = req.generation_config(s.default_max_tokens)
         loaded = self.policy.current
         t0 = time.perf_counter()
         completion = loaded.generate(conversation, config)
@@ -239,6 +249,7 @@ class Gateway:
         finish = "length" if completion.n_tokens >= config.max_new_tokens else "stop"
         text, original, action, assessment = completion.text, None, "none", None
         if s.mode == "guard":
+            assert self.assessor is not None  # made for guard mode in __init__
             prompt = next(m["content"] for m in reversed(conversation) if m["role"] == "user")
             outcome = guard(loaded, conversation, prompt, completion.text, self.assessor, s.guard, config)
             text, original, action, assessment = outcome.text, outcome.original, outcome.action, outcome.assessment
@@ -270,7 +281,10 @@ class Gateway:
         if self.worker is not None and assessment is None:
             self.worker.wake()
         tokens = completion.n_tokens if original is None else 0
-        return Answer(request_id, text, finish, tokens, loaded.count_tokens(conversation), row.id)
+        prompt_tokens = completion.prompt_tokens
+        if prompt_tokens is None:  # a backend that does not say: count them here
+            prompt_tokens = loaded.count_tokens(conversation)
+        return Answer(request_id, text, finish, tokens, prompt_tokens, row.id)
 
 
 def create_app(settings: GatewaySettings | Gateway, **gateway_kwargs: Any) -> FastAPI:
@@ -363,7 +377,12 @@ def create_app(settings: GatewaySettings | Gateway, **gateway_kwargs: Any) -> Fa
         return await run_in_threadpool(gw.reload)
 
     @app.get("/health")
-    async def health() -> dict[str, str]:
-        return {"status": "ok", "policy": gw.policy.identity, "mode": gw.settings.mode}
+    async def health() -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "policy": gw.policy.identity,
+            "mode": gw.settings.mode,
+            "in_flight": gw.policy.in_flight.count,
+        }
 
     return app

@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from carealign.generate.base import GenerationConfig
+
 
 class ContentPart(BaseModel):
     """A part of a message's content; only text parts are accepted."""
@@ -58,6 +60,15 @@ class ChatRequest(BaseModel):
         if not any(m.role == "user" for m in messages):
             raise ValueError("the conversation needs at least one user message")
         return messages
+
+    def generation_config(self, default_max_tokens: int) -> GenerationConfig:
+        """The request's decoding settings (greedy unless it sets a temperature)."""
+        return GenerationConfig(
+            max_new_tokens=self.max_completion_tokens or self.max_tokens or default_max_tokens,
+            temperature=self.temperature if self.temperature is not None else 0.0,
+            top_p=self.top_p if self.top_p is not None else 1.0,
+            seed=self.seed or 0,
+        )
 
     def conversation(self) -> list[dict[str, str]]:
         """The messages as plain role/content dicts (``developer`` read as ``system``)."""

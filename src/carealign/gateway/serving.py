@@ -11,8 +11,9 @@ model and a fingerprint of its files.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -36,6 +37,43 @@ def resolve_target(spec: str) -> tuple[str, str | None]:
         return spec, None
     target = resolve_model_path(spec) if _is_run_dir(spec) else spec
     return target, model_fingerprint(target)
+
+
+class InFlight:
+    """How many requests are being answered now; lets background work (monitor-mode judging) wait
+    until the model is idle instead of taking CPU from a generation."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._count = 0
+        self._idle = threading.Event()
+        self._idle.set()
+
+    @property
+    def count(self) -> int:
+        return self._count
+
+    def busy(self) -> bool:
+        """Whether a request is being answered (waiting for the model, generating or being stored)."""
+        return self._count > 0
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait until no request is in flight or ``timeout`` seconds have passed; whether it is idle."""
+        return self._idle.wait(timeout)
+
+    @contextmanager
+    def track(self) -> Iterator[None]:
+        """Count one request as in flight for the duration of the block."""
+        with self._lock:
+            self._count += 1
+            self._idle.clear()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._count -= 1
+                if self._count == 0:
+                    self._idle.set()
 
 
 @dataclass
@@ -81,6 +119,8 @@ class ServedPolicy:
         self.spec = spec
         self._dtype, self._device = dtype, device
         self._reload_lock = threading.Lock()
+        #: Requests being answered by whichever policy is current (kept across reloads).
+        self.in_flight = InFlight()
         target, fingerprint = resolve_target(spec) if generator is None else (spec, model_fingerprint(spec))
         self._current = self._load(target, fingerprint, generator)
 

@@ -74,6 +74,13 @@ class GatewaySettings:
     device: str = field(default="auto", metadata={"help": "auto, cpu or cuda."})
     worker: bool = field(default=True, metadata={"help": "Run the judging worker in the serving process."})
     worker_batch: int = field(default=32, metadata={"help": "Exchanges judged per batch."})
+    judge_when_idle: bool = field(
+        default=True, metadata={"help": "Monitor mode: judge while no request is in flight (unless overdue)."}
+    )
+    judge_backlog: int = field(default=500, metadata={"help": "Judge even under load from this many waiting."})
+    judge_max_delay_s: float = field(
+        default=300.0, metadata={"help": "Judge even under load once the oldest has waited this long (s)."}
+    )
     lease_seconds: float = field(default=120.0, metadata={"help": "How long a worker's claim on a task lasts."})
 
     def __post_init__(self) -> None:
@@ -81,5 +88,9 @@ class GatewaySettings:
             raise ValueError(f"mode {self.mode!r}: expected one of {', '.join(MODES)}")
         if self.default_max_tokens > self.max_tokens_limit:
             raise ValueError("default_max_tokens exceeds max_tokens_limit")
+        if self.judge_backlog < 1:
+            raise ValueError("judge_backlog must be >= 1")
+        if self.judge_max_delay_s < 0:
+            raise ValueError("judge_max_delay_s must be >= 0")
         if self.retention_days is not None and self.retention_days <= 0:
             raise ValueError("retention_days must be > 0")

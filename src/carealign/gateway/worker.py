@@ -5,6 +5,12 @@ transaction that writes the assessment onto the exchange; so an exchange whose w
 keeps its task and is judged by the next worker once the lease has run out (a new worker in the
 same database releases leases of workers that are gone at start: :func:`release_stale_claims`).
 Runs as a thread inside ``carealign gateway serve`` or alone (``carealign gateway work``).
+
+Inside the serving process the worker judges when the model is idle (``idle_gate``): on a small
+machine judging takes the CPU that the next generation needs, so while requests are in flight it
+waits, unless the backlog has reached ``max_backlog`` tasks or its oldest task has waited
+``max_delay_s`` seconds (then it judges, oldest first, until neither holds). The queue is the
+same persisted table either way, so what a crash leaves is judged after the restart.
 """
 
 from __future__ import annotations
@@ -14,8 +20,9 @@ import threading
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Protocol
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from carealign.gateway.assess import Assessor
@@ -42,9 +49,43 @@ def release_stale_claims(sessions: Callable[[], Session], worker_ids: set[str] |
 
 
 def pending_count(db: Session) -> int:
-    from sqlalchemy import func
-
     return int(db.scalar(select(func.count()).select_from(JudgeTask)) or 0)
+
+
+class IdleGate(Protocol):
+    """What the worker asks before judging (:class:`carealign.gateway.serving.InFlight`)."""
+
+    def busy(self) -> bool: ...
+
+    def wait_idle(self, timeout: float) -> bool: ...
+
+
+class HttpIdleGate:
+    """The idle gate of a gateway in another process, read from its ``GET /health`` (``in_flight``):
+    lets ``carealign gateway work --follow --when-idle URL`` judge only while that gateway is idle.
+    A gateway that does not answer counts as idle (judging must not stop because serving did)."""
+
+    def __init__(self, url: str, poll_seconds: float = 0.2) -> None:
+        self.url = url
+        self.poll = poll_seconds
+
+    def busy(self) -> bool:
+        import httpx
+
+        try:
+            return int(httpx.get(self.url, timeout=2.0).json().get("in_flight", 0)) > 0
+        except (httpx.HTTPError, ValueError, AttributeError):
+            return False
+
+    def wait_idle(self, timeout: float) -> bool:
+        import time
+
+        deadline = time.monotonic() + timeout
+        while self.busy():
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(self.poll)
+        return True
 
 
 class JudgingWorker:
@@ -60,6 +101,10 @@ class JudgingWorker:
         lease_seconds: float = 120.0,
         retention_days: float | None = None,
         idle_seconds: float = 0.5,
+        idle_gate: IdleGate | None = None,
+        max_backlog: int = 500,
+        max_delay_s: float = 300.0,
+        idle_batch: int = 8,
     ) -> None:
         self.sessions = sessions
         self.assessor = assessor
@@ -68,6 +113,10 @@ class JudgingWorker:
         self.lease = timedelta(seconds=lease_seconds)
         self.retention = timedelta(days=retention_days) if retention_days else None
         self.idle_seconds = idle_seconds
+        self.idle_gate = idle_gate
+        self.max_backlog = max_backlog
+        self.max_delay = timedelta(seconds=max_delay_s)
+        self.idle_batch = max(1, min(idle_batch, batch))
         self.id = f"worker-{uuid.uuid4().hex[:12]}"
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -77,8 +126,25 @@ class JudgingWorker:
 
     # ------------------------------------------------------------------ queue
 
-    def claim(self) -> list[int]:
-        """Claim up to ``batch`` free tasks; the ids of their exchanges. Commits."""
+    def overdue(self) -> bool:
+        """Whether the backlog is too long or too old to wait for an idle model any longer."""
+        with self.sessions() as db:
+            n, oldest = db.execute(select(func.count(), func.min(JudgeTask.created_at))).one()
+        return bool(n) and (n >= self.max_backlog or (oldest is not None and utcnow() - oldest >= self.max_delay))
+
+    def batch_now(self) -> int | None:
+        """How many exchanges to judge now: ``batch`` without an idle gate or when the backlog is
+        overdue, a small batch (``idle_batch``) while the model is idle, so that a request arriving
+        meanwhile waits little; None while requests are in flight and the backlog can wait."""
+        gate = self.idle_gate
+        if gate is None:
+            return self.batch
+        if not gate.busy():
+            return self.idle_batch
+        return self.batch if self.overdue() else None
+
+    def claim(self, limit: int | None = None) -> list[int]:
+        """Claim up to ``limit`` (default ``batch``) free tasks; the ids of their exchanges. Commits."""
         now = utcnow()
         with self.sessions() as db:
             free = or_(JudgeTask.claimed_until.is_(None), JudgeTask.claimed_until < now)
@@ -87,7 +153,7 @@ class JudgingWorker:
                     select(JudgeTask.id)
                     .where(free, JudgeTask.attempts < MAX_ATTEMPTS)
                     .order_by(JudgeTask.id)
-                    .limit(self.batch)
+                    .limit(limit or self.batch)
                     .with_for_update(skip_locked=True)
                 )
             )
@@ -106,9 +172,9 @@ class JudgingWorker:
             db.commit()
         return mine
 
-    def run_once(self) -> int:
-        """Judge one batch; how many exchanges were judged."""
-        exchange_ids = self.claim()
+    def run_once(self, limit: int | None = None) -> int:
+        """Judge one batch (of at most ``limit``, default ``batch``); how many exchanges were judged."""
+        exchange_ids = self.claim(limit)
         if not exchange_ids:
             return 0
         with self.sessions() as db:
@@ -177,7 +243,11 @@ class JudgingWorker:
                 if self.retention is not None and time.monotonic() - last_purge > 60:
                     self.purge_expired()
                     last_purge = time.monotonic()
-                if self.run_once():
+                limit = self.batch_now()
+                if limit is None and self.idle_gate is not None:
+                    self.idle_gate.wait_idle(self.idle_seconds)  # then look again: idle, or overdue by now
+                    continue
+                if limit is not None and self.run_once(limit):
                     continue
             except Exception:  # a database hiccup must not end the worker
                 log.exception("judging worker")

@@ -47,6 +47,8 @@ class Completion:
 
     text: str
     n_tokens: int
+    #: Tokens of the prompt as the backend read it (chat template applied), where it knows them.
+    prompt_tokens: int | None = None
 
 
 @runtime_checkable

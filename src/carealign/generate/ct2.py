@@ -182,7 +182,9 @@ class CT2Generator(ChatTemplateGenerator):
             for i, seqs in zip(idx, outs, strict=True):
                 for seq, ended in seqs:
                     text = str(self.tokenizer.decode(seq, skip_special_tokens=True)).strip()
-                    results[i].append(Completion(text=text, n_tokens=len(seq) + (1 if ended else 0)))
+                    results[i].append(
+                        Completion(text=text, n_tokens=len(seq) + (1 if ended else 0), prompt_tokens=len(ids[i]))
+                    )
                 n_tok += sum(c.n_tokens for c in results[i])
                 if config.greedy and config.samples > 1:
                     results[i] = results[i] * config.samples

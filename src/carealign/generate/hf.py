@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -120,7 +121,7 @@ class HFGenerator(ChatTemplateGenerator):
             outs = self._generate_batch([texts[i] for i in idx], config, k_model, seed=config.seed + b)
             n_tok = 0
             for j, i in enumerate(idx):
-                comps = outs[j]
+                comps = [replace(c, prompt_tokens=lengths[i]) for c in outs[j]]
                 if config.greedy and config.samples > 1:
                     comps = comps * config.samples
                 results[i] = comps

@@ -87,7 +87,8 @@ class OpenAIGenerator:
             n_tok = resp.usage.completion_tokens if resp.usage else len(text.split())
             if progress:
                 progress(1 if s == config.samples - 1 else 0, n_tok)
-            return i, Completion(text=text, n_tokens=n_tok)
+            prompt_tok = resp.usage.prompt_tokens if resp.usage else None
+            return i, Completion(text=text, n_tokens=n_tok, prompt_tokens=prompt_tok)
 
         results: list[list[Completion]] = [[] for _ in conversations]
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
