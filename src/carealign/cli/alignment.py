@@ -65,10 +65,15 @@ def report_cmd(
 def demo_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="Run directory.")] = Path("runs/demo"),
     test_limit: Annotated[int | None, typer.Option(min=1, help="Evaluate only the first N test prompts.")] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(help="Seed of sampling, training and evaluation (default: the run config's, 0)."),
+    ] = None,
 ) -> None:
     """Align the bundled model (smollm2-135m) on the bundled sample's train/validation splits for two
     cycles, then evaluate base and final policies on the test split and write an HTML report."""
-    from carealign.align.demo import run_demo
+    from carealign.align.demo import demo_config, run_demo
 
-    result = run_demo(out, console=console, test_limit=test_limit)
+    config = demo_config(out, None if seed is None else {"seed": seed})
+    result = run_demo(out, config=config, console=console, test_limit=test_limit)
     console.print(f"demo finished; run directory [bold]{out}[/], report [bold]{result.report}[/]")
